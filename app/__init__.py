@@ -1,0 +1,1 @@
+"""The order API: validates orders and stores them, with their placement guaranteed."""

@@ -1,0 +1,44 @@
+"""The order API's ASGI application: `uvicorn app.main:app`."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.body_limit import BodySizeLimitMiddleware
+from app.errors import install_error_handlers
+from app.routes import api_router
+from core.config import settings
+from core.logs import configure_logging
+from core.repository import OrderRepository
+from core.sidecar import DaprSidecar
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    sidecar = DaprSidecar(
+        settings.DAPR_HTTP_ENDPOINT,
+        api_token=settings.DAPR_API_TOKEN,
+        timeout_seconds=settings.ORDER_TIMEOUT_SECONDS,
+    )
+    app.state.sidecar = sidecar
+    app.state.orders = OrderRepository(sidecar, settings.STATE_STORE)
+    yield
+    await sidecar.aclose()
+
+
+def create_app() -> FastAPI:
+    configure_logging(settings.LOG_LEVEL)
+    app = FastAPI(
+        title="Order service",
+        summary="Places orders on the stock exchange: a 201 guarantees the placement.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
+    install_error_handlers(app)
+    app.include_router(api_router)
+    return app
+
+
+app = create_app()

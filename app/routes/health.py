@@ -1,0 +1,27 @@
+"""Liveness and readiness probes."""
+
+from fastapi import APIRouter, Response, status
+from pydantic import BaseModel
+
+from app.deps import SidecarDep
+
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+class Health(BaseModel):
+    status: str
+
+
+@router.get("/live")
+async def live() -> Health:
+    """The process serves requests."""
+    return Health(status="ok")
+
+
+@router.get("/ready", responses={503: {"model": Health}})
+async def ready(sidecar: SidecarDep, response: Response) -> Health:
+    """Ready while the Dapr sidecar is: without it no order can be accepted."""
+    if await sidecar.is_ready():
+        return Health(status="ok")
+    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(status="dapr sidecar not ready")

@@ -1,0 +1,99 @@
+"""Every setting of both services, read once from the environment (and `.env`)."""
+
+from decimal import Decimal
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, computed_field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class StateStoreKind(StrEnum):
+    REDIS = "redis"
+    POSTGRES = "postgres"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=PROJECT_ROOT / ".env", env_ignore_empty=True, extra="ignore"
+    )
+
+    ENVIRONMENT: Environment = Environment.DEVELOPMENT
+    LOG_LEVEL: str = "INFO"
+
+    # The order API. Development serves on 8000, production on 80, unless API_PORT says otherwise.
+    API_HOST: str = "127.0.0.1"
+    API_PORT_OVERRIDE: Annotated[int | None, Field(alias="API_PORT")] = None
+    API_WORKERS: Annotated[int, Field(ge=1)] = 2
+
+    # Upper bounds of the order contract, so absurd numbers are a 422 and not a failure later on.
+    MAX_QUANTITY: Annotated[int, Field(gt=0)] = 1_000_000_000
+    MAX_LIMIT_PRICE: Annotated[Decimal, Field(gt=0)] = Decimal(1_000_000_000)
+    MAX_BODY_BYTES: Annotated[int, Field(gt=0)] = 16 * 1024
+
+    # How long POST /orders may wait for the sidecar before it answers 500.
+    ORDER_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 3.0
+    READINESS_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 1.0
+
+    # The Dapr sidecar of this process (daprd sets DAPR_HTTP_PORT for its app).
+    DAPR_HOST: str = "127.0.0.1"
+    DAPR_HTTP_PORT: int = 3500
+    DAPR_API_TOKEN: str | None = None
+
+    # Names of the Dapr components and topics; they must match components/ and the chart.
+    STATE_STORE: str = "orderstore"  # the API's, with the outbox
+    PLACER_STATE_STORE: str = "orderstore-placer"  # the same keys, without the outbox
+    PUBSUB: str = "orderpubsub"
+    ORDERS_TOPIC: str = "orders"
+    DEAD_LETTER_TOPIC: str = "orders-deadletter"
+
+    # The placer.
+    PLACER_HOST: str = "127.0.0.1"
+    PLACER_PORT: int = 8001
+    PLACER_CONCURRENCY: Annotated[int, Field(ge=1)] = 10
+
+    # The stock exchange stand-in.
+    EXCHANGE_LATENCY_SECONDS: Annotated[float, Field(ge=0)] = 0.5
+    EXCHANGE_FAILURE_RATE: Annotated[float, Field(ge=0, le=1)] = 0.1
+    EXCHANGE_LEDGER_PATH: Path = PROJECT_ROOT / ".data" / "exchange-ledger.sqlite3"
+
+    # The local stack (./run and the tests): which state store, and where the stores are.
+    # Without REDIS_HOST / POSTGRES_CONNECTION_STRING, private servers are started on free
+    # loopback ports with their data under DATA_DIR.
+    STATE_STORE_KIND: StateStoreKind = StateStoreKind.REDIS
+    REDIS_HOST: str | None = None
+    REDIS_PASSWORD: str = ""
+    POSTGRES_CONNECTION_STRING: str | None = None
+    DATA_DIR: Path = PROJECT_ROOT / ".data"
+    API_DAPR_HTTP_PORT: int = 3500
+    PLACER_DAPR_HTTP_PORT: int = 3501
+    ALLOW_PACKAGE_INSTALL: bool = True
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def API_PORT(self) -> int:
+        if self.API_PORT_OVERRIDE is not None:
+            return self.API_PORT_OVERRIDE
+        return 80 if self.ENVIRONMENT is Environment.PRODUCTION else 8000
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def DAPR_HTTP_ENDPOINT(self) -> str:
+        return f"http://{self.DAPR_HOST}:{self.DAPR_HTTP_PORT}"
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "Settings":
+        if self.ORDERS_TOPIC == self.DEAD_LETTER_TOPIC:
+            raise ValueError("DEAD_LETTER_TOPIC must differ from ORDERS_TOPIC")
+        return self
+
+
+settings = Settings()

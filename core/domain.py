@@ -1,0 +1,105 @@
+"""The order: what a client sends, what we store, and what the placer reads from the topic."""
+
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
+
+from core.config import settings
+
+# Two letters (country), nine letters or digits, one check digit (ISO 6166).
+ISIN_PATTERN = r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderStatus(StrEnum):
+    ACCEPTED = "accepted"  # stored; its placement is guaranteed
+    PLACED = "placed"  # the exchange accepted it
+    FAILED = "failed"  # placement retries ran out; the order is dead-lettered
+
+
+# Prices travel as JSON numbers, as clients send them; two decimal places are exact in a double.
+LimitPrice = Annotated[
+    Decimal,
+    Field(gt=0, le=settings.MAX_LIMIT_PRICE, decimal_places=2, examples=[Decimal("101.25")]),
+    PlainSerializer(float, return_type=float, when_used="json"),
+]
+
+
+class OrderRequest(BaseModel):
+    """The body of POST /orders."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: OrderType
+    side: Side
+    instrument: Annotated[
+        str,
+        Field(
+            min_length=12,
+            max_length=12,
+            pattern=ISIN_PATTERN,
+            description="ISIN: two letters, nine letters or digits, one digit; upper case.",
+            examples=["US0378331005"],
+        ),
+    ]
+    limit_price: LimitPrice | None = Field(
+        default=None,
+        validate_default=True,
+        description="Required for limit orders, forbidden for market orders.",
+    )
+    quantity: Annotated[int, Field(gt=0, le=settings.MAX_QUANTITY, strict=True, examples=[10])]
+
+    # A field validator (not a model one) so the error points at limit_price; `type` is
+    # declared first, so it is already validated here.
+    @field_validator("limit_price")
+    @classmethod
+    def _check_limit_price(cls, limit_price: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        order_type = info.data.get("type")
+        if order_type is OrderType.LIMIT and limit_price is None:
+            raise ValueError("limit_price is required for limit orders")
+        if order_type is OrderType.MARKET and limit_price is not None:
+            raise ValueError("limit_price must not be set for market orders")
+        return limit_price
+
+
+def _new_order_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Order(OrderRequest):
+    """An accepted order as stored, published to the placer and returned to clients."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = Field(default_factory=_new_order_id)
+    created_at: datetime = Field(default_factory=_utc_now)
+    status: OrderStatus = OrderStatus.ACCEPTED
+    failure_reason: str | None = None
+
+    @classmethod
+    def accept(cls, request: OrderRequest) -> "Order":
+        return cls(**request.model_dump())

@@ -1,0 +1,82 @@
+"""Where orders live: keys and values in the Dapr state store.
+
+Both apps reach the same keys: their state store components share one `keyPrefix`.
+"""
+
+import json
+import logging
+from collections.abc import Callable
+
+from core.domain import Order
+from core.sidecar import DaprSidecar, EtagMismatchError
+
+logger = logging.getLogger(__name__)
+
+# Ids of dead-lettered orders still waiting for a re-drive, as one JSON list.
+DEAD_LETTER_INDEX_KEY = "dead-letter-index"
+INDEX_UPDATE_ATTEMPTS = 10
+OUTBOX_PROJECTION_METADATA = {"outbox.projection": "true", "contentType": "application/json"}
+
+
+def order_key(order_id: str) -> str:
+    return f"order-{order_id}"
+
+
+class OrderRepository:
+    def __init__(self, sidecar: DaprSidecar, store: str) -> None:
+        self._sidecar = sidecar
+        self._store = store
+
+    async def create(self, order: Order) -> None:
+        """Stores a new order in one state transaction. On a store with the outbox configured
+        the runtime publishes the order to the orders topic if, and only if, it commits."""
+        key, document = order_key(order.id), order.model_dump(mode="json")
+        # The projection is not stored: it only gives the published event its payload and a
+        # JSON content type. (On the saved value a JSON content type would make the Redis
+        # store require the RedisJSON module.)
+        projection = {"key": key, "value": document, "metadata": OUTBOX_PROJECTION_METADATA}
+        await self._sidecar.execute_transaction(
+            self._store,
+            [
+                {"operation": "upsert", "request": {"key": key, "value": document}},
+                {"operation": "upsert", "request": projection},
+            ],
+        )
+
+    async def get(self, order_id: str) -> Order | None:
+        value, _ = await self._sidecar.get_state(self._store, order_key(order_id))
+        return None if value is None else Order.model_validate_json(value)
+
+    async def save(self, order: Order) -> None:
+        """Overwrites an order (a status change); plain saves never go through the outbox."""
+        await self._sidecar.save_state(
+            self._store, order_key(order.id), order.model_dump(mode="json")
+        )
+
+    async def dead_lettered_ids(self) -> list[str]:
+        ids, _ = await self._read_index()
+        return ids
+
+    async def add_dead_lettered(self, order_id: str) -> None:
+        await self._update_index(lambda ids: [*ids, order_id] if order_id not in ids else ids)
+
+    async def remove_dead_lettered(self, order_id: str) -> None:
+        await self._update_index(lambda ids: [i for i in ids if i != order_id])
+
+    async def _read_index(self) -> tuple[list[str], str | None]:
+        value, etag = await self._sidecar.get_state(self._store, DEAD_LETTER_INDEX_KEY)
+        return ([] if value is None else list(json.loads(value))), etag
+
+    async def _update_index(self, change: Callable[[list[str]], list[str]]) -> None:
+        # Optimistic concurrency: dead letters are rare, so a lost race is retried at once.
+        for _ in range(INDEX_UPDATE_ATTEMPTS):
+            ids, etag = await self._read_index()
+            try:
+                await self._sidecar.save_state(
+                    self._store, DEAD_LETTER_INDEX_KEY, change(ids), etag=etag, first_write=True
+                )
+            except EtagMismatchError:
+                continue
+            return
+        raise EtagMismatchError(f"{DEAD_LETTER_INDEX_KEY}: {INDEX_UPDATE_ATTEMPTS} lost races")
+

@@ -1,0 +1,86 @@
+"""A small async client for the Dapr sidecar's HTTP API.
+
+One instance per process, opened at start-up: it keeps its connections to the sidecar alive.
+Every call has a total deadline, so a hung sidecar or store turns into `SidecarError` in time.
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+
+class SidecarError(Exception):
+    """The sidecar, or a component behind it, did not do what was asked."""
+
+
+class EtagMismatchError(SidecarError):
+    """A conditional write lost against a concurrent one."""
+
+
+class DaprSidecar:
+    def __init__(self, endpoint: str, *, api_token: str | None, timeout_seconds: float) -> None:
+        headers = {"dapr-api-token": api_token} if api_token else {}
+        self._timeout_seconds = timeout_seconds
+        self._client = httpx.AsyncClient(
+            base_url=endpoint,
+            headers=headers,
+            timeout=httpx.Timeout(timeout_seconds),
+            limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    async def is_ready(self) -> bool:
+        try:
+            response = await self._send("GET", "/v1.0/healthz")
+        except SidecarError:
+            return False
+        return response.status_code == httpx.codes.NO_CONTENT
+
+    async def execute_transaction(self, store: str, operations: list[dict[str, Any]]) -> None:
+        """Runs a state transaction; on a store with an outbox this also publishes each upsert."""
+        await self._call("POST", f"/v1.0/state/{store}/transaction", json={"operations": operations})
+
+    async def get_state(self, store: str, key: str) -> tuple[bytes | None, str | None]:
+        """Returns the stored value and its etag, or (None, None) for a missing key."""
+        response = await self._call("GET", f"/v1.0/state/{store}/{key}")
+        if response.status_code == httpx.codes.NO_CONTENT or not response.content:
+            return None, None
+        return response.content, response.headers.get("etag")
+
+    async def save_state(
+        self, store: str, key: str, value: Any, *, etag: str | None = None, first_write: bool = False
+    ) -> None:
+        """Saves one key (outside any outbox). With `first_write`, a missing etag means
+        "only if absent" and a stale one raises `EtagMismatchError`."""
+        item: dict[str, Any] = {"key": key, "value": value}
+        if first_write:
+            item["options"] = {"concurrency": "first-write"}
+        if etag is not None:
+            item["etag"] = etag
+        await self._call("POST", f"/v1.0/state/{store}", json=[item])
+
+    async def publish(self, pubsub: str, topic: str, data: Any) -> None:
+        await self._call("POST", f"/v1.0/publish/{pubsub}/{topic}", json=data)
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self._send(method, path, **kwargs)
+        if response.status_code == httpx.codes.CONFLICT:
+            raise EtagMismatchError(f"{method} {path}: {response.text}")
+        if response.is_error:
+            raise SidecarError(f"{method} {path}: HTTP {response.status_code}: {response.text}")
+        return response
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            async with asyncio.timeout(self._timeout_seconds):
+                return await self._client.request(method, path, **kwargs)
+        except TimeoutError as error:
+            raise SidecarError(f"{method} {path}: no answer in {self._timeout_seconds} s") from error
+        except httpx.HTTPError as error:
+            raise SidecarError(f"{method} {path}: {error!r}") from error

@@ -1,0 +1,84 @@
+"""`./run` starts the local stack; `./run redrive` re-drives dead-lettered orders."""
+
+import asyncio
+import signal
+import sys
+import time
+from types import FrameType
+
+from core.config import StateStoreKind, settings
+from devstack.processes import ProcessGroup, StartupError, free_port, say
+from devstack.stack import AppPorts, StackOptions, StoreEndpoints, resources_dirs, start_stack
+from devstack.stores import start_postgres, start_redis
+from placer.redrive import main as redrive_orders
+
+
+def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def start_stores(group: ProcessGroup) -> StoreEndpoints:
+    redis_host = settings.REDIS_HOST
+    if redis_host is None:
+        say("Starting a private Redis (data in DATA_DIR/redis)")
+        redis_host = start_redis(group, settings.DATA_DIR / "redis", free_port()).address
+    postgres = settings.POSTGRES_CONNECTION_STRING or ""
+    if settings.STATE_STORE_KIND is StateStoreKind.POSTGRES and not postgres:
+        say("Starting a private PostgreSQL (data in DATA_DIR/postgres)")
+        server = start_postgres(group, settings.DATA_DIR / "postgres", free_port())
+        postgres = server.connection_string
+    return StoreEndpoints(redis_host, settings.REDIS_PASSWORD, postgres)
+
+
+def up() -> int:
+    log_dir = settings.DATA_DIR / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    with ProcessGroup(log_dir) as group:
+        try:
+            options = StackOptions(
+                stores=start_stores(group),
+                resources=resources_dirs(settings.STATE_STORE_KIND),
+                api=AppPorts(app=settings.API_PORT, dapr_http=settings.API_DAPR_HTTP_PORT),
+                placer=AppPorts(app=settings.PLACER_PORT, dapr_http=settings.PLACER_DAPR_HTTP_PORT),
+                environment=settings.ENVIRONMENT,
+                api_host=settings.API_HOST,
+                api_workers=settings.API_WORKERS,
+                echo=True,
+            )
+            say(f"Starting the placer and the API ({settings.ENVIRONMENT.value}, "
+                f"{settings.STATE_STORE_KIND.value} state store)")  # fmt: skip
+            start_stack(group, options)
+            say(f"Order service ready: http://{settings.API_HOST}:{settings.API_PORT}/docs "
+                f"(logs in {log_dir}; Ctrl-C stops everything)")  # fmt: skip
+            return _watch(group)
+        except StartupError as error:
+            say(f"Start-up failed: {error}")
+            return 1
+        except KeyboardInterrupt:
+            say("Stopping")
+            return 0
+
+
+def _watch(group: ProcessGroup) -> int:
+    while True:
+        for process in group.processes:
+            if not process.running():
+                say(f"{process.name} exited ({process.popen.returncode}); stopping the rest")
+                return 1
+        time.sleep(0.5)
+
+
+def redrive() -> int:
+    """Re-drives through the placer's sidecar of a running `./run`."""
+    asyncio.run(redrive_orders(f"http://{settings.DAPR_HOST}:{settings.PLACER_DAPR_HTTP_PORT}"))
+    return 0
+
+
+if __name__ == "__main__":
+    command = sys.argv[1] if len(sys.argv) > 1 else "up"
+    if command == "redrive":
+        sys.exit(redrive())
+    if command != "up":
+        sys.exit(f"usage: ./run [up|redrive], not {command!r}")
+    sys.exit(up())

@@ -1,0 +1,165 @@
+"""Child processes that always stop with their parent, and waits for them to become ready."""
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Self
+
+import httpx
+
+STOP_GRACE_SECONDS = 10.0
+
+
+class StartupError(RuntimeError):
+    """A process did not come up; the message says which and where its log is."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def say(message: str) -> None:
+    """Progress for people watching a terminal; stderr keeps stdout for the apps."""
+    print(f"==> {message}", file=sys.stderr, flush=True)  # noqa: T201
+
+
+class ManagedProcess:
+    def __init__(self, name: str, popen: subprocess.Popen[bytes], log_path: Path | None) -> None:
+        self.name = name
+        self.popen = popen
+        self.log_path = log_path
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """Kills the process at once (and its children): a crash, not a shutdown."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=STOP_GRACE_SECONDS)
+
+    def stop(self, grace_seconds: float = STOP_GRACE_SECONDS) -> None:
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=grace_seconds)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        # Reap helpers the process left in its group (uvicorn's workers, a reloader's child).
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+class ProcessGroup:
+    """Starts processes in their own sessions and stops them all, newest first."""
+
+    def __init__(self, log_dir: Path | None = None) -> None:
+        self.log_dir = log_dir
+        self.processes: list[ManagedProcess] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop_all()
+
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        echo: bool = False,
+    ) -> ManagedProcess:
+        """Starts `argv`. Output goes to `<log_dir>/<name>.log`, and also to our stderr,
+        prefixed with the name, when `echo` is set."""
+        log_path = None if self.log_dir is None else self.log_dir / f"{name}.log"
+        popen = subprocess.Popen(
+            argv,
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        assert popen.stdout is not None
+        sink = None if log_path is None else log_path.open("ab")
+        threading.Thread(
+            target=_copy_output, args=(popen.stdout, sink, name if echo else None), daemon=True
+        ).start()
+        process = ManagedProcess(name, popen, log_path)
+        self.processes.append(process)
+        return process
+
+    def stop_all(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+def _copy_output(source: IO[bytes], sink: IO[bytes] | None, echo_prefix: str | None) -> None:
+    with contextlib.ExitStack() as stack:
+        if sink is not None:
+            stack.enter_context(sink)
+        for line in iter(source.readline, b""):
+            if sink is not None:
+                sink.write(line)
+                sink.flush()
+            if echo_prefix is not None:
+                text = line.decode(errors="replace").rstrip()
+                print(f"[{echo_prefix}] {text}", file=sys.stderr, flush=True)  # noqa: T201
+
+
+def wait_until(
+    process: ManagedProcess, ready: Callable[[], bool], *, what: str, timeout_seconds: float
+) -> None:
+    """Polls `ready` until it holds; fails fast, with the log's tail, if the process exits."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        if not process.running():
+            raise StartupError(f"{process.name} exited while {what}:\n{process.log_tail()}")
+        if ready():
+            return
+        time.sleep(0.1)
+    raise StartupError(f"{process.name}: {what} took over {timeout_seconds} s:\n{process.log_tail()}")
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:
+    def check() -> bool:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            return probe.connect_ex((host, port)) == 0
+
+    return check
+
+
+def http_ok(url: str, headers: Mapping[str, str] | None = None) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            response = httpx.get(url, timeout=1.0, headers=headers)
+        except httpx.HTTPError:
+            return False
+        return response.is_success
+
+    return check

@@ -1,0 +1,156 @@
+"""The whole service on one machine: both apps, each with its Dapr sidecar, on given stores."""
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.config import PROJECT_ROOT, Environment, StateStoreKind
+from devstack import binaries
+from devstack.processes import (
+    ManagedProcess,
+    ProcessGroup,
+    free_port,
+    http_ok,
+    port_open,
+    wait_until,
+)
+
+COMPONENTS_DIR = PROJECT_ROOT / "components"
+API_APP_ID = "order-api"
+PLACER_APP_ID = "order-placer"
+STARTUP_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class StoreEndpoints:
+    """Where daprd finds the stores; handed to it as the secrets the components read."""
+
+    redis_host: str
+    redis_password: str = ""
+    postgres_connection_string: str = ""
+
+    def as_env(self) -> dict[str, str]:
+        return {
+            "REDIS_HOST": self.redis_host,
+            "REDIS_PASSWORD": self.redis_password,
+            "POSTGRES_CONNECTION_STRING": self.postgres_connection_string,
+        }
+
+
+def resources_dirs(kind: StateStoreKind, root: Path = COMPONENTS_DIR) -> list[Path]:
+    return [root / "common", root / kind.value]
+
+
+@dataclass
+class AppPorts:
+    app: int
+    dapr_http: int
+    dapr_grpc: int = field(default_factory=free_port)
+    dapr_metrics: int = field(default_factory=free_port)
+
+    @classmethod
+    def free(cls) -> "AppPorts":
+        return cls(app=free_port(), dapr_http=free_port())
+
+
+@dataclass
+class StackOptions:
+    stores: StoreEndpoints
+    resources: list[Path]
+    api: AppPorts = field(default_factory=AppPorts.free)
+    placer: AppPorts = field(default_factory=AppPorts.free)
+    config: Path = COMPONENTS_DIR / "config.yaml"
+    environment: Environment = Environment.DEVELOPMENT
+    api_host: str = "127.0.0.1"
+    api_workers: int = 1
+    app_env: dict[str, str] = field(default_factory=dict)  # settings for both apps
+    echo: bool = False
+
+
+@dataclass
+class RunningApp:
+    app: ManagedProcess
+    sidecar: ManagedProcess
+    ports: AppPorts
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.app}"
+
+    @property
+    def dapr_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.dapr_http}"
+
+
+@dataclass
+class Stack:
+    api: RunningApp
+    placer: RunningApp
+
+
+def start_stack(group: ProcessGroup, options: StackOptions) -> Stack:
+    """Starts the placer and the API, each beside its own daprd, and waits until all are ready."""
+    placer = start_app(group, options, PLACER_APP_ID, options.placer, _placer_argv(options))
+    api = start_app(group, options, API_APP_ID, options.api, _api_argv(options))
+    return Stack(api=api, placer=placer)
+
+
+def start_app(
+    group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, argv: list[str]
+) -> RunningApp:
+    app_env = {
+        **os.environ,
+        **options.app_env,
+        "DAPR_HTTP_PORT": str(ports.dapr_http),
+        "DAPR_GRPC_PORT": str(ports.dapr_grpc),
+    }
+    app = group.start(app_id, argv, env=app_env, cwd=PROJECT_ROOT, echo=options.echo)
+    wait_until(app, port_open(ports.app), what="starting", timeout_seconds=STARTUP_TIMEOUT_SECONDS)
+    sidecar = start_sidecar(group, options, app_id, ports)
+    return RunningApp(app=app, sidecar=sidecar, ports=ports)
+
+
+def start_sidecar(
+    group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts
+) -> ManagedProcess:
+    argv = [
+        str(binaries.daprd()),
+        "--app-id", app_id,
+        "--app-port", str(ports.app),
+        "--app-protocol", "http",
+        "--dapr-listen-addresses", "127.0.0.1",
+        "--dapr-http-port", str(ports.dapr_http),
+        "--dapr-grpc-port", str(ports.dapr_grpc),
+        "--metrics-port", str(ports.dapr_metrics),
+        "--config", str(options.config),
+        "--log-level", "warn",
+    ]  # fmt: skip
+    for resources in options.resources:
+        argv += ["--resources-path", str(resources)]
+    env = {**os.environ, **options.stores.as_env()}
+    sidecar = group.start(f"{app_id}-daprd", argv, env=env, echo=options.echo)
+    wait_until(
+        sidecar,
+        http_ok(f"http://127.0.0.1:{ports.dapr_http}/v1.0/healthz"),
+        what="loading its components",
+        timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+    )
+    return sidecar
+
+
+def _uvicorn(module: str, host: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "uvicorn", module, "--host", host, "--port", str(port)]
+
+
+def _api_argv(options: StackOptions) -> list[str]:
+    argv = _uvicorn("app.main:app", options.api_host, options.api.app)
+    if options.environment is Environment.DEVELOPMENT:
+        return [*argv, "--reload", "--reload-dir", str(PROJECT_ROOT / "app"),
+                "--reload-dir", str(PROJECT_ROOT / "core")]  # fmt: skip
+    return [*argv, "--workers", str(options.api_workers), "--no-access-log"]
+
+
+def _placer_argv(options: StackOptions) -> list[str]:
+    # The placer is only reached by its sidecar, so it listens on loopback in every mode.
+    return _uvicorn("placer.main:app", "127.0.0.1", options.placer.app)

@@ -1,0 +1,1 @@
+"""The placer: takes accepted orders from the orders topic and places them on the exchange."""

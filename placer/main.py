@@ -1,0 +1,81 @@
+"""The placer's ASGI application: `uvicorn placer.main:app`, behind its Dapr sidecar."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from dapr.ext.fastapi import DaprApp
+from fastapi import Body, FastAPI, Request, Response, status
+from pydantic import BaseModel
+
+from core.config import settings
+from core.logs import configure_logging
+from core.repository import OrderRepository
+from core.sidecar import DaprSidecar
+from placer.placement import Delivery, Placer
+from placer.stock_exchange import place_order
+
+
+class DeliveryAnswer(BaseModel):
+    status: Delivery
+
+
+class Health(BaseModel):
+    status: str
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    sidecar = DaprSidecar(
+        settings.DAPR_HTTP_ENDPOINT,
+        api_token=settings.DAPR_API_TOKEN,
+        timeout_seconds=settings.ORDER_TIMEOUT_SECONDS,
+    )
+    orders = OrderRepository(sidecar, settings.PLACER_STATE_STORE)
+    app.state.sidecar = sidecar
+    app.state.placer = Placer(orders, place_order, settings.PLACER_CONCURRENCY)
+    yield
+    await sidecar.aclose()
+
+
+configure_logging(settings.LOG_LEVEL)
+app = FastAPI(title="Order placer", lifespan=lifespan)
+dapr_app = DaprApp(app)
+
+CloudEvent = Annotated[dict[str, Any], Body()]
+
+
+def _placer(request: Request) -> Placer:
+    placer: Placer = request.app.state.placer
+    return placer
+
+
+@dapr_app.subscribe(
+    pubsub=settings.PUBSUB,
+    topic=settings.ORDERS_TOPIC,
+    route="/events/orders",
+    dead_letter_topic=settings.DEAD_LETTER_TOPIC,
+)
+async def on_order(event: CloudEvent, request: Request) -> DeliveryAnswer:
+    return DeliveryAnswer(status=await _placer(request).place(event))
+
+
+@dapr_app.subscribe(
+    pubsub=settings.PUBSUB, topic=settings.DEAD_LETTER_TOPIC, route="/events/dead-letters"
+)
+async def on_dead_letter(event: CloudEvent, request: Request) -> DeliveryAnswer:
+    return DeliveryAnswer(status=await _placer(request).dead_letter(event))
+
+
+@app.get("/health/live", tags=["health"])
+async def live() -> Health:
+    return Health(status="ok")
+
+
+@app.get("/health/ready", tags=["health"])
+async def ready(request: Request, response: Response) -> Health:
+    sidecar: DaprSidecar = request.app.state.sidecar
+    if await sidecar.is_ready():
+        return Health(status="ok")
+    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(status="dapr sidecar not ready")

@@ -1,0 +1,101 @@
+"""What the placer does with one delivery of an order, and with a dead-lettered one.
+
+Each function returns the answer for the sidecar: SUCCESS (done), RETRY (the sidecar retries
+under the resiliency policy, then dead-letters) or DROP (never retry; the sidecar dead-letters).
+"""
+
+import logging
+from collections.abc import Callable
+from enum import StrEnum
+
+import anyio
+from pydantic import ValidationError
+
+from core.domain import Order, OrderStatus
+from core.repository import OrderRepository
+from core.sidecar import SidecarError
+
+logger = logging.getLogger(__name__)
+
+DEAD_LETTER_REASON = "placement retries exhausted"
+
+ExchangeCall = Callable[[Order], None]
+
+
+class Delivery(StrEnum):
+    SUCCESS = "SUCCESS"
+    RETRY = "RETRY"
+    DROP = "DROP"
+
+
+def order_from_event(event: dict[str, object]) -> Order | None:
+    """The order carried by a CloudEvent, or None for a message that is not an order."""
+    try:
+        return Order.model_validate(event.get("data"))
+    except ValidationError as error:
+        logger.error("event %s carries no valid order: %s", event.get("id"), error)
+        return None
+
+
+class Placer:
+    def __init__(
+        self, orders: OrderRepository, place_order: ExchangeCall, concurrency: int
+    ) -> None:
+        self._orders = orders
+        self._place_order = place_order
+        # The exchange client blocks: run it in threads, at most `concurrency` at once.
+        self._exchange_slots = anyio.CapacityLimiter(concurrency)
+
+    async def place(self, event: dict[str, object]) -> Delivery:
+        order = order_from_event(event)
+        if order is None:
+            return Delivery.DROP
+        try:
+            stored = await self._orders.get(order.id)
+        except SidecarError as error:
+            logger.warning("order %s: cannot read its state, retrying: %s", order.id, error)
+            return Delivery.RETRY
+        if stored is None:
+            logger.error("order %s: not in the store, dropping the event", order.id)
+            return Delivery.DROP
+        if stored.status is OrderStatus.PLACED:
+            logger.info("order %s: already placed, skipping a repeated delivery", order.id)
+            return Delivery.SUCCESS
+        return await self._place(stored)
+
+    async def _place(self, order: Order) -> Delivery:
+        try:
+            await anyio.to_thread.run_sync(
+                self._place_order, order, limiter=self._exchange_slots
+            )
+        except Exception as error:  # noqa: BLE001 - any exchange failure is retried
+            logger.warning("order %s: the exchange failed, retrying: %r", order.id, error)
+            return Delivery.RETRY
+        try:
+            await self._orders.save(order.model_copy(update={"status": OrderStatus.PLACED}))
+        except SidecarError as error:
+            # The exchange has the order; the retry finds it there by its client order id.
+            logger.warning("order %s: placed, but its status was not saved: %s", order.id, error)
+            return Delivery.RETRY
+        logger.info("order %s: placed", order.id)
+        return Delivery.SUCCESS
+
+    async def dead_letter(self, event: dict[str, object]) -> Delivery:
+        """Marks a dead-lettered order failed and lists it for a re-drive."""
+        order = order_from_event(event)
+        if order is None:
+            return Delivery.SUCCESS  # nothing to mark: the message was never an order
+        try:
+            stored = await self._orders.get(order.id)
+            if stored is None or stored.status is OrderStatus.PLACED:
+                return Delivery.SUCCESS
+            failed = stored.model_copy(
+                update={"status": OrderStatus.FAILED, "failure_reason": DEAD_LETTER_REASON}
+            )
+            await self._orders.save(failed)
+            await self._orders.add_dead_lettered(order.id)
+        except SidecarError as error:
+            logger.warning("order %s: cannot mark it failed, retrying: %s", order.id, error)
+            return Delivery.RETRY
+        logger.error("order %s: dead-lettered (%s)", order.id, DEAD_LETTER_REASON)
+        return Delivery.SUCCESS

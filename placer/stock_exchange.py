@@ -1,0 +1,78 @@
+"""Our stand-in for the stock exchange.
+
+Like the real one it is slow (EXCHANGE_LATENCY_SECONDS, 0.5 s by default) and fails some calls
+(EXCHANGE_FAILURE_RATE, 10% by default). Like a real exchange it takes a client order id and
+ignores an id it has already accepted, so a repeated call never places an order twice.
+Accepted ids are kept in a ledger (SQLite, shared by every placer process on the machine),
+which tests read to check that each order reached the exchange exactly once.
+"""
+
+import random
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+from core.config import settings
+from core.domain import Order
+
+LEDGER_TIMEOUT_SECONDS = 10.0
+
+
+class OrderPlacementError(Exception):
+    """The exchange did not accept the order; the call may be repeated."""
+
+
+class ExchangeLedger:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db, db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS accepted ("
+                " client_order_id TEXT PRIMARY KEY,"
+                " instrument TEXT NOT NULL,"
+                " submissions INTEGER NOT NULL DEFAULT 1,"
+                " accepted_at REAL NOT NULL)"
+            )
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=LEDGER_TIMEOUT_SECONDS)
+
+    def accept(self, order: Order) -> bool:
+        """Records the order; False when its client order id was already accepted."""
+        with closing(self._connect()) as db, db:
+            cursor = db.execute(
+                "INSERT INTO accepted (client_order_id, instrument, accepted_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (client_order_id) DO UPDATE SET submissions = submissions + 1"
+                " RETURNING submissions",
+                (order.id, order.instrument, time.time()),
+            )
+            (submissions,) = cursor.fetchone()
+        return bool(submissions == 1)
+
+    def submissions(self) -> dict[str, int]:
+        """Every accepted client order id, with how many times it was sent."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT client_order_id, submissions FROM accepted").fetchall()
+        return {client_order_id: count for client_order_id, count in rows}
+
+
+_ledger: ExchangeLedger | None = None
+
+
+def ledger() -> ExchangeLedger:
+    global _ledger  # noqa: PLW0603 - one ledger per process, opened on first use
+    if _ledger is None:
+        _ledger = ExchangeLedger(settings.EXCHANGE_LEDGER_PATH)
+    return _ledger
+
+
+def place_order(order: Order) -> None:
+    """Places `order` with its id as the client order id. Blocks for the exchange's latency;
+    raises OrderPlacementError when the exchange fails."""
+    time.sleep(settings.EXCHANGE_LATENCY_SECONDS)
+    if random.random() < settings.EXCHANGE_FAILURE_RATE:  # noqa: S311 - simulation, not crypto
+        raise OrderPlacementError(f"the exchange did not accept order {order.id}")
+    ledger().accept(order)
