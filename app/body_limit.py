@@ -27,26 +27,32 @@ class BodySizeLimitMiddleware:
 
         received = 0
         response_started = False
+        refused = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_bytes:
+                # Answer now: the framework turns errors while reading into its own 400.
+                if not response_started and not refused:
+                    refused = True
+                    await self._refuse(scope, receive, send)
                 raise BodyTooLargeError
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if refused:
+                return  # the 413 has been sent; drop the app's own answer
             response_started = response_started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLargeError:
-            if response_started:
+            if not refused:
                 raise
-            await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = JSONResponse(

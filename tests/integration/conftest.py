@@ -1,0 +1,31 @@
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.config import StateStoreKind
+from devstack import binaries
+from tests.integration.stack_fixtures import RunningStack, running_stack
+
+
+@pytest.fixture(scope="session", autouse=True)
+def daprd_binary() -> Path:
+    """Finds or builds daprd once, before any stack needs it."""
+    return binaries.daprd()
+
+
+@pytest.fixture(scope="module", params=list(StateStoreKind), ids=lambda kind: kind.value)
+def state_store_kind(request: pytest.FixtureRequest) -> StateStoreKind:
+    kind: StateStoreKind = request.param
+    return kind
+
+
+@pytest.fixture(scope="module")
+def healthy_stack(
+    state_store_kind: StateStoreKind, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningStack]:
+    """A stack whose exchange never fails and answers at once, shared by a module's tests."""
+    tmp = tmp_path_factory.mktemp(f"stack-{state_store_kind.value}")
+    env = {"EXCHANGE_FAILURE_RATE": "0", "EXCHANGE_LATENCY_SECONDS": "0.05"}
+    with running_stack(tmp, state_store_kind, app_env=env) as stack:
+        yield stack

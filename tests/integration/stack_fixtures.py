@@ -1,0 +1,133 @@
+"""Builds real stacks for the integration tests: daprd, Redis, PostgreSQL, both apps."""
+
+import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import redis
+import yaml
+
+from core.config import StateStoreKind
+from devstack.processes import ProcessGroup, free_port
+from devstack.stack import COMPONENTS_DIR, Stack, StackOptions, StoreEndpoints, start_stack
+from devstack.stores import PostgresServer, RedisServer, start_postgres, start_redis
+
+KEY_PREFIX = "orders||"
+
+
+@dataclass
+class Stores:
+    """The stores of one stack, with direct connections to look behind the sidecar's back."""
+
+    kind: StateStoreKind
+    redis: RedisServer
+    postgres: PostgresServer | None
+    redis_data: Path
+    group: ProcessGroup
+
+    def endpoints(self) -> StoreEndpoints:
+        postgres = self.postgres.connection_string if self.postgres else ""
+        return StoreEndpoints(redis_host=self.redis.address, postgres_connection_string=postgres)
+
+    def stored_order(self, order_id: str) -> dict[str, Any] | None:
+        """The order document as the state store holds it, read without Dapr."""
+        key = f"{KEY_PREFIX}order-{order_id}"
+        if self.kind is StateStoreKind.REDIS:
+            with redis.Redis(port=self.redis.port, socket_timeout=5) as client:
+                value = client.hget(key, "data")
+            return None if value is None else dict(json.loads(value))
+        assert self.postgres is not None
+        with psycopg.connect(self.postgres.connection_string) as connection:
+            row = connection.execute("SELECT value FROM state WHERE key = %s", (key,)).fetchone()
+        if row is None:
+            return None
+        value = row[0]
+        return dict(value) if isinstance(value, dict) else dict(json.loads(bytes(value)))
+
+    def stored_order_count(self) -> int:
+        if self.kind is StateStoreKind.REDIS:
+            with redis.Redis(port=self.redis.port, socket_timeout=5) as client:
+                return sum(1 for _ in client.scan_iter(f"{KEY_PREFIX}order-*"))
+        assert self.postgres is not None
+        with psycopg.connect(self.postgres.connection_string) as connection:
+            row = connection.execute(
+                "SELECT count(*) FROM state WHERE key LIKE %s", (f"{KEY_PREFIX}order-%",)
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def restart_redis(self) -> None:
+        start_redis(self.group, self.redis_data, self.redis.port)
+
+
+def start_stores(group: ProcessGroup, kind: StateStoreKind, data_dir: Path) -> Stores:
+    redis_data = data_dir / "redis"
+    redis_server = start_redis(group, redis_data, free_port())
+    postgres = None
+    if kind is StateStoreKind.POSTGRES:
+        postgres = start_postgres(group, data_dir / "postgres", free_port())
+    return Stores(kind, redis_server, postgres, redis_data, group)
+
+
+def fast_retry_components(target: Path) -> Path:
+    """A copy of components/ whose retry policy gives up after a second or so, for tests
+    that wait for dead letters. Everything else is as shipped."""
+    shutil.copytree(COMPONENTS_DIR, target)
+    resiliency_path = target / "common" / "resiliency.yaml"
+    resiliency = yaml.safe_load(resiliency_path.read_text())
+    resiliency["spec"]["policies"]["retries"]["placementRetry"].update(
+        {"policy": "constant", "duration": "100ms", "maxRetries": 2}
+    )
+    resiliency_path.write_text(yaml.safe_dump(resiliency))
+    return target
+
+
+@dataclass
+class RunningStack:
+    stack: Stack
+    stores: Stores
+    ledger_path: Path
+    options: StackOptions
+    group: ProcessGroup
+    client: httpx.Client = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.client = httpx.Client(base_url=self.stack.api.url, timeout=30)
+
+
+@contextmanager
+def running_stack(
+    tmp: Path,
+    kind: StateStoreKind,
+    *,
+    stores: Stores | None = None,
+    components: Path = COMPONENTS_DIR,
+    app_env: dict[str, str] | None = None,
+) -> Iterator[RunningStack]:
+    """Starts (and at the end stops) a stack; with its own stores unless `stores` is given."""
+    ledger_path = tmp / "exchange-ledger.sqlite3"
+    env = {
+        "EXCHANGE_LEDGER_PATH": str(ledger_path),
+        "ORDER_TIMEOUT_SECONDS": "2",
+        "LOG_LEVEL": "INFO",
+        **(app_env or {}),
+    }
+    with ProcessGroup(tmp) as group:
+        own_stores = stores or start_stores(group, kind, tmp / "data")
+        options = StackOptions(
+            stores=own_stores.endpoints(),
+            resources=[components / "common", components / kind.value],
+            config=components / "config.yaml",
+            app_env=env,
+        )
+        stack = start_stack(group, options)
+        running = RunningStack(stack, own_stores, ledger_path, options, group)
+        try:
+            yield running
+        finally:
+            running.client.close()

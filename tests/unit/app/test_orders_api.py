@@ -1,0 +1,167 @@
+"""The API's HTTP contract, with a fake repository in place of the sidecar."""
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.deps import get_order_repository, get_sidecar
+from app.main import app
+from core.config import settings
+from core.domain import Order
+from core.sidecar import SidecarError
+from tests.factories import accepted_order, limit_order_body, market_order_body
+
+PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
+
+
+class FakeOrders:
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.saved: dict[str, Order] = {}
+        self.failure = failure
+
+    async def create(self, order: Order) -> None:
+        if self.failure:
+            raise self.failure
+        self.saved[order.id] = order
+
+    async def get(self, order_id: str) -> Order | None:
+        if self.failure:
+            raise self.failure
+        return self.saved.get(order_id)
+
+
+class FakeSidecar:
+    def __init__(self, ready: bool) -> None:
+        self.ready = ready
+
+    async def is_ready(self) -> bool:
+        return self.ready
+
+
+@pytest.fixture
+def orders() -> FakeOrders:
+    return FakeOrders()
+
+
+@pytest.fixture
+def client(orders: FakeOrders) -> Iterator[TestClient]:
+    app.dependency_overrides[get_order_repository] = lambda: orders
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+    app.dependency_overrides.clear()
+
+
+def test_created_order_has_id_time_status_and_every_field_sent(
+    client: TestClient, orders: FakeOrders
+) -> None:
+    body = limit_order_body()
+    response = client.post("/orders", json=body)
+    assert response.status_code == 201
+    created = response.json()
+    assert {key: created[key] for key in body} == body
+    assert created["status"] == "accepted"
+    assert datetime.fromisoformat(created["created_at"]).utcoffset().total_seconds() == 0
+    assert orders.saved[created["id"]].model_dump(mode="json") == created
+
+
+def test_market_order_is_created_without_limit_price(client: TestClient) -> None:
+    response = client.post("/orders", json=market_order_body())
+    assert response.status_code == 201
+    assert response.json()["limit_price"] is None
+
+
+def test_invalid_order_is_422_with_the_reason_and_nothing_is_stored(
+    client: TestClient, orders: FakeOrders
+) -> None:
+    response = client.post("/orders", json=market_order_body(limit_price=10))
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "limit_price"]
+    assert "must not be set for market orders" in error["msg"]
+    assert orders.saved == {}
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"type": "limit",', "application/json"),
+        (b"[]", "application/json"),
+        (b"type=limit", "application/x-www-form-urlencoded"),
+        (b"", "application/json"),
+    ],
+)
+def test_malformed_body_is_422(client: TestClient, content: bytes, content_type: str) -> None:
+    response = client.post("/orders", content=content, headers={"content-type": content_type})
+    assert response.status_code == 422
+
+
+def test_oversized_body_is_413_before_validation(client: TestClient, orders: FakeOrders) -> None:
+    body = limit_order_body(padding="x" * settings.MAX_BODY_BYTES)
+    response = client.post("/orders", json=body)
+    assert response.status_code == 413
+    assert orders.saved == {}
+
+
+def test_oversized_chunked_body_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        for _ in range(settings.MAX_BODY_BYTES // 1024 + 2):
+            yield b" " * 1024
+
+    response = client.post(
+        "/orders", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(
+    "failure", [SidecarError("sidecar gone"), RuntimeError("a bug"), TimeoutError()]
+)
+def test_any_failure_after_validation_is_500_with_the_fixed_message(
+    client: TestClient, orders: FakeOrders, failure: Exception
+) -> None:
+    orders.failure = failure
+    response = client.post("/orders", json=limit_order_body())
+    assert response.status_code == 500
+    assert response.json() == PLACEMENT_FAILED
+    assert "sidecar gone" not in response.text
+
+
+def test_read_order_returns_it_with_its_status(client: TestClient, orders: FakeOrders) -> None:
+    order = accepted_order()
+    orders.saved[order.id] = order
+    response = client.get(f"/orders/{order.id}")
+    assert response.status_code == 200
+    assert response.json() == order.model_dump(mode="json")
+
+
+def test_unknown_order_is_404(client: TestClient) -> None:
+    assert client.get("/orders/0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11").status_code == 404
+
+
+def test_malformed_order_id_is_422(client: TestClient) -> None:
+    assert client.get("/orders/..%2Fsecrets").status_code in (404, 422)
+    assert client.get("/orders/NOT_AN_ID").status_code == 422
+
+
+def test_failed_read_is_500_without_the_cause(client: TestClient, orders: FakeOrders) -> None:
+    orders.failure = SidecarError("store down at 10.0.0.1")
+    response = client.get("/orders/0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11")
+    assert response.status_code == 500
+    assert "10.0.0.1" not in response.text
+
+
+@pytest.mark.parametrize(("ready", "code"), [(True, 200), (False, 503)])
+def test_readiness_follows_the_sidecar(client: TestClient, ready: bool, code: int) -> None:
+    app.dependency_overrides[get_sidecar] = lambda: FakeSidecar(ready)
+    assert client.get("/health/ready").status_code == code
+    assert client.get("/health/live").status_code == 200
+
+
+def test_openapi_documents_the_order_contract(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    post = spec["paths"]["/orders"]["post"]
+    assert set(post["responses"]) >= {"201", "422", "500"}
+    assert "/orders/{order_id}" in spec["paths"]
+    assert client.get("/docs").status_code == 200

@@ -1,0 +1,123 @@
+"""What the placer answers its sidecar, with fakes for the store and the exchange."""
+
+from typing import Any
+
+import pytest
+
+from core.domain import Order, OrderStatus
+from core.sidecar import SidecarError
+from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
+from placer.stock_exchange import OrderPlacementError
+from tests.factories import accepted_order
+
+
+class FakeOrders:
+    def __init__(self, *orders: Order) -> None:
+        self.saved = {order.id: order for order in orders}
+        self.dead_lettered: list[str] = []
+        self.failure: Exception | None = None
+
+    async def get(self, order_id: str) -> Order | None:
+        if self.failure:
+            raise self.failure
+        return self.saved.get(order_id)
+
+    async def save(self, order: Order) -> None:
+        if self.failure:
+            raise self.failure
+        self.saved[order.id] = order
+
+    async def add_dead_lettered(self, order_id: str) -> None:
+        self.dead_lettered.append(order_id)
+
+
+class FakeExchange:
+    def __init__(self, failures: int = 0) -> None:
+        self.calls: list[str] = []
+        self.failures = failures
+
+    def __call__(self, order: Order) -> None:
+        self.calls.append(order.id)
+        if self.failures:
+            self.failures -= 1
+            raise OrderPlacementError("exchange down")
+
+
+def event_for(order: Order) -> dict[str, Any]:
+    return {"id": "outbox-1", "data": order.model_dump(mode="json")}
+
+
+def placer(orders: FakeOrders, exchange: FakeExchange) -> Placer:
+    return Placer(orders, exchange, concurrency=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_accepted_order_is_placed_and_marked_placed() -> None:
+    order = accepted_order()
+    orders, exchange = FakeOrders(order), FakeExchange()
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id]
+    assert orders.saved[order.id].status is OrderStatus.PLACED
+
+
+@pytest.mark.anyio
+async def test_exchange_failure_asks_for_a_retry_and_keeps_the_order_accepted() -> None:
+    order = accepted_order()
+    orders, exchange = FakeOrders(order), FakeExchange(failures=1)
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.RETRY
+    assert orders.saved[order.id].status is OrderStatus.ACCEPTED
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id, order.id]
+
+
+@pytest.mark.anyio
+async def test_repeated_delivery_of_a_placed_order_does_not_reach_the_exchange() -> None:
+    order = accepted_order().model_copy(update={"status": OrderStatus.PLACED})
+    orders, exchange = FakeOrders(order), FakeExchange()
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == []
+
+
+@pytest.mark.anyio
+async def test_unreadable_store_asks_for_a_retry_before_calling_the_exchange() -> None:
+    order = accepted_order()
+    orders, exchange = FakeOrders(order), FakeExchange()
+    orders.failure = SidecarError("store down")
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.RETRY
+    assert exchange.calls == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "event", [{"data": {"not": "an order"}}, {"data": "garbage"}, {}, {"data": None}]
+)
+async def test_poison_message_is_dropped_to_the_dead_letter_topic(event: dict[str, Any]) -> None:
+    exchange = FakeExchange()
+    assert await placer(FakeOrders(), exchange).place(event) is Delivery.DROP
+    assert exchange.calls == []
+
+
+@pytest.mark.anyio
+async def test_order_missing_from_the_store_is_dropped() -> None:
+    exchange = FakeExchange()
+    assert await placer(FakeOrders(), exchange).place(event_for(accepted_order())) is Delivery.DROP
+    assert exchange.calls == []
+
+
+@pytest.mark.anyio
+async def test_dead_lettered_order_is_marked_failed_and_listed_for_redrive() -> None:
+    order = accepted_order()
+    orders = FakeOrders(order)
+    assert await placer(orders, FakeExchange()).dead_letter(event_for(order)) is Delivery.SUCCESS
+    assert orders.saved[order.id].status is OrderStatus.FAILED
+    assert orders.saved[order.id].failure_reason == DEAD_LETTER_REASON
+    assert orders.dead_lettered == [order.id]
+
+
+@pytest.mark.anyio
+async def test_dead_letter_of_a_placed_order_changes_nothing() -> None:
+    order = accepted_order().model_copy(update={"status": OrderStatus.PLACED})
+    orders = FakeOrders(order)
+    assert await placer(orders, FakeExchange()).dead_letter(event_for(order)) is Delivery.SUCCESS
+    assert orders.saved[order.id].status is OrderStatus.PLACED
+    assert orders.dead_lettered == []
