@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.body_limit import BodySizeLimitMiddleware
-from app.errors import install_error_handlers
+from app.errors import InternalErrorMiddleware
 from app.routes import api_router
 from core.config import settings
 from core.logs import configure_logging
@@ -36,7 +36,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
-    install_error_handlers(app)
+    app.add_middleware(InternalErrorMiddleware)  # added last: the outermost
     app.include_router(api_router)
     return app
 

@@ -110,6 +110,7 @@ def running_stack(
     app_env: dict[str, str] | None = None,
 ) -> Iterator[RunningStack]:
     """Starts (and at the end stops) a stack; with its own stores unless `stores` is given."""
+    tmp.mkdir(parents=True, exist_ok=True)
     ledger_path = tmp / "exchange-ledger.sqlite3"
     env = {
         "EXCHANGE_LEDGER_PATH": str(ledger_path),
