@@ -73,7 +73,9 @@ class OrderRequest(BaseModel):
     # declared first, so it is already validated here.
     @field_validator("limit_price")
     @classmethod
-    def _check_limit_price(cls, limit_price: Decimal | None, info: ValidationInfo) -> Decimal | None:
+    def _check_limit_price(
+        cls, limit_price: Decimal | None, info: ValidationInfo
+    ) -> Decimal | None:
         order_type = info.data.get("type")
         if order_type is OrderType.LIMIT and limit_price is None:
             raise ValueError("limit_price is required for limit orders")

@@ -79,4 +79,3 @@ class OrderRepository:
                 continue
             return
         raise EtagMismatchError(f"{DEAD_LETTER_INDEX_KEY}: {INDEX_UPDATE_ATTEMPTS} lost races")
-

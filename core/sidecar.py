@@ -44,7 +44,9 @@ class DaprSidecar:
 
     async def execute_transaction(self, store: str, operations: list[dict[str, Any]]) -> None:
         """Runs a state transaction; on a store with an outbox this also publishes each upsert."""
-        await self._call("POST", f"/v1.0/state/{store}/transaction", json={"operations": operations})
+        await self._call(
+            "POST", f"/v1.0/state/{store}/transaction", json={"operations": operations}
+        )
 
     async def get_state(self, store: str, key: str) -> tuple[bytes | None, str | None]:
         """Returns the stored value and its etag, or (None, None) for a missing key."""
@@ -54,7 +56,13 @@ class DaprSidecar:
         return response.content, response.headers.get("etag")
 
     async def save_state(
-        self, store: str, key: str, value: Any, *, etag: str | None = None, first_write: bool = False
+        self,
+        store: str,
+        key: str,
+        value: Any,
+        *,
+        etag: str | None = None,
+        first_write: bool = False,
     ) -> None:
         """Saves one key (outside any outbox). With `first_write`, a missing etag means
         "only if absent" and a stale one raises `EtagMismatchError`."""
@@ -81,6 +89,8 @@ class DaprSidecar:
             async with asyncio.timeout(self._timeout_seconds):
                 return await self._client.request(method, path, **kwargs)
         except TimeoutError as error:
-            raise SidecarError(f"{method} {path}: no answer in {self._timeout_seconds} s") from error
+            raise SidecarError(
+                f"{method} {path}: no answer in {self._timeout_seconds} s"
+            ) from error
         except httpx.HTTPError as error:
             raise SidecarError(f"{method} {path}: {error!r}") from error

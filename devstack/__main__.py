@@ -1,4 +1,5 @@
-"""`./run` starts the local stack; `./run redrive` re-drives dead-lettered orders."""
+"""`./run` starts the local stack; `./run redrive` re-drives dead-lettered orders;
+`./run prepare` only installs or builds what the stack needs."""
 
 import asyncio
 import signal
@@ -7,6 +8,7 @@ import time
 from types import FrameType
 
 from core.config import StateStoreKind, settings
+from devstack import binaries
 from devstack.processes import ProcessGroup, StartupError, free_port, say
 from devstack.stack import AppPorts, StackOptions, StoreEndpoints, resources_dirs, start_stack
 from devstack.stores import start_postgres, start_redis
@@ -69,6 +71,14 @@ def _watch(group: ProcessGroup) -> int:
         time.sleep(0.5)
 
 
+def prepare() -> int:
+    """Finds, installs or builds everything the stack runs, so tests start at once."""
+    say(f"daprd: {binaries.daprd()}")
+    say(f"redis-server: {binaries.redis_server()}")
+    say(f"PostgreSQL: {binaries.postgres_bin_dir()}")
+    return 0
+
+
 def redrive() -> int:
     """Re-drives through the placer's sidecar of a running `./run`."""
     asyncio.run(redrive_orders(f"http://{settings.DAPR_HOST}:{settings.PLACER_DAPR_HTTP_PORT}"))
@@ -76,9 +86,8 @@ def redrive() -> int:
 
 
 if __name__ == "__main__":
+    commands = {"up": up, "redrive": redrive, "prepare": prepare}
     command = sys.argv[1] if len(sys.argv) > 1 else "up"
-    if command == "redrive":
-        sys.exit(redrive())
-    if command != "up":
-        sys.exit(f"usage: ./run [up|redrive], not {command!r}")
-    sys.exit(up())
+    if command not in commands:
+        sys.exit(f"usage: ./run [{'|'.join(commands)}], not {command!r}")
+    sys.exit(commands[command]())

@@ -142,7 +142,9 @@ def wait_until(
         if ready():
             return
         time.sleep(0.1)
-    raise StartupError(f"{process.name}: {what} took over {timeout_seconds} s:\n{process.log_tail()}")
+    raise StartupError(
+        f"{process.name}: {what} took over {timeout_seconds} s:\n{process.log_tail()}"
+    )
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> Callable[[], bool]:

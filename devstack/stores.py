@@ -83,7 +83,7 @@ def _create_database(bin_dir: Path, server: PostgresServer) -> None:
     psql = [str(bin_dir / "psql"), "-h", "127.0.0.1", "-p", str(server.port), "-U", POSTGRES_USER]
     exists = subprocess.run(
         [*psql, "-d", "postgres", "-tAc",
-         f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"],
+         f"SELECT 1 FROM pg_database WHERE datname = '{POSTGRES_DATABASE}'"],  # noqa: S608
         capture_output=True, text=True, timeout=30, check=False,
     )  # fmt: skip
     if exists.returncode != 0:
@@ -121,9 +121,10 @@ def _usable_data_dir(data_dir: Path) -> Path:
     if not _needs_other_user():
         return data_dir
     shutil.chown(data_dir, "postgres", "postgres")
-    reachable = subprocess.run(
-        _as_owner(["test", "-w", str(data_dir)]), timeout=10, check=False
-    ).returncode == 0
+    reachable = (
+        subprocess.run(_as_owner(["test", "-w", str(data_dir)]), timeout=10, check=False).returncode
+        == 0
+    )
     if reachable:
         return data_dir
     fallback = Path(tempfile.mkdtemp(prefix="order-service-postgres-"))

@@ -50,7 +50,8 @@ def _placer(request: Request) -> Placer:
     return placer
 
 
-@dapr_app.subscribe(
+# The SDK's decorator is untyped (and registers the route rather than wrapping the handler).
+@dapr_app.subscribe(  # type: ignore[untyped-decorator]
     pubsub=settings.PUBSUB,
     topic=settings.ORDERS_TOPIC,
     route="/events/orders",
@@ -60,7 +61,7 @@ async def on_order(event: CloudEvent, request: Request) -> DeliveryAnswer:
     return DeliveryAnswer(status=await _placer(request).place(event))
 
 
-@dapr_app.subscribe(
+@dapr_app.subscribe(  # type: ignore[untyped-decorator]
     pubsub=settings.PUBSUB, topic=settings.DEAD_LETTER_TOPIC, route="/events/dead-letters"
 )
 async def on_dead_letter(event: CloudEvent, request: Request) -> DeliveryAnswer:

@@ -65,9 +65,7 @@ class Placer:
 
     async def _place(self, order: Order) -> Delivery:
         try:
-            await anyio.to_thread.run_sync(
-                self._place_order, order, limiter=self._exchange_slots
-            )
+            await anyio.to_thread.run_sync(self._place_order, order, limiter=self._exchange_slots)
         except Exception as error:  # noqa: BLE001 - any exchange failure is retried
             logger.warning("order %s: the exchange failed, retrying: %r", order.id, error)
             return Delivery.RETRY

@@ -18,7 +18,10 @@ fi
 UV_VERSION=0.13.8
 if ! "$PYTHON" -m uv --version >/dev/null 2>&1; then
   say "Installing uv ${UV_VERSION} (Python package manager)"
-  "$PYTHON" -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}"
+  # A Python whose packages the system manages (PEP 668) takes it in the user's site instead.
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check "uv==${UV_VERSION}" 2>/dev/null ||
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check --user --break-system-packages \
+      "uv==${UV_VERSION}"
 fi
 # Use this machine's Python; uv must not download one.
 export UV_PYTHON_DOWNLOADS=never UV_PYTHON="$PYTHON"

@@ -1,7 +1,7 @@
 """The API's HTTP contract, with a fake repository in place of the sidecar."""
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -62,7 +62,7 @@ def test_created_order_has_id_time_status_and_every_field_sent(
     created = response.json()
     assert {key: created[key] for key in body} == body
     assert created["status"] == "accepted"
-    assert datetime.fromisoformat(created["created_at"]).utcoffset().total_seconds() == 0
+    assert datetime.fromisoformat(created["created_at"]).utcoffset() == timedelta(0)
     assert orders.saved[created["id"]].model_dump(mode="json") == created
 
 

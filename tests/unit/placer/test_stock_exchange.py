@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from core.config import settings
 from placer import stock_exchange
 from placer.stock_exchange import ExchangeLedger, OrderPlacementError
 from tests.factories import accepted_order
@@ -24,14 +25,14 @@ def test_ledger_accepts_each_client_order_id_once_and_counts_repeats(tmp_path: P
 def exchange(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ExchangeLedger:
     ledger = ExchangeLedger(tmp_path / "ledger.sqlite3")
     monkeypatch.setattr(stock_exchange, "_ledger", ledger)
-    monkeypatch.setattr(stock_exchange.settings, "EXCHANGE_LATENCY_SECONDS", 0)
+    monkeypatch.setattr(settings, "EXCHANGE_LATENCY_SECONDS", 0)
     return ledger
 
 
 def test_always_failing_exchange_raises_and_records_nothing(
     exchange: ExchangeLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stock_exchange.settings, "EXCHANGE_FAILURE_RATE", 1.0)
+    monkeypatch.setattr(settings, "EXCHANGE_FAILURE_RATE", 1.0)
     with pytest.raises(OrderPlacementError):
         stock_exchange.place_order(accepted_order())
     assert exchange.submissions() == {}
@@ -40,7 +41,7 @@ def test_always_failing_exchange_raises_and_records_nothing(
 def test_never_failing_exchange_records_every_order(
     exchange: ExchangeLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stock_exchange.settings, "EXCHANGE_FAILURE_RATE", 0.0)
+    monkeypatch.setattr(settings, "EXCHANGE_FAILURE_RATE", 0.0)
     orders = [accepted_order() for _ in range(20)]
     for order in orders:
         stock_exchange.place_order(order)
@@ -50,7 +51,7 @@ def test_never_failing_exchange_records_every_order(
 def test_default_failure_rate_fails_about_one_call_in_ten(
     exchange: ExchangeLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(stock_exchange.settings, "EXCHANGE_FAILURE_RATE", 0.1)
+    monkeypatch.setattr(settings, "EXCHANGE_FAILURE_RATE", 0.1)
     failures = 0
     for _ in range(2000):
         try:
