@@ -35,9 +35,9 @@ class DaprSidecar:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def is_ready(self) -> bool:
+    async def is_ready(self, timeout_seconds: float) -> bool:
         try:
-            response = await self._send("GET", "/v1.0/healthz")
+            response = await self._send("GET", "/v1.0/healthz", timeout_seconds=timeout_seconds)
         except SidecarError:
             return False
         return response.status_code == httpx.codes.NO_CONTENT

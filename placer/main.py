@@ -76,7 +76,7 @@ async def live() -> Health:
 @app.get("/health/ready", tags=["health"])
 async def ready(request: Request, response: Response) -> Health:
     sidecar: DaprSidecar = request.app.state.sidecar
-    if await sidecar.is_ready():
+    if await sidecar.is_ready(settings.READINESS_TIMEOUT_SECONDS):
         return Health(status="ok")
     response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status="dapr sidecar not ready")

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 
 from app.deps import SidecarDep
+from core.config import settings
 
 router = APIRouter(prefix="/health", tags=["health"])
 
@@ -21,7 +22,7 @@ async def live() -> Health:
 @router.get("/ready", responses={503: {"model": Health}})
 async def ready(sidecar: SidecarDep, response: Response) -> Health:
     """Ready while the Dapr sidecar is: without it no order can be accepted."""
-    if await sidecar.is_ready():
+    if await sidecar.is_ready(settings.READINESS_TIMEOUT_SECONDS):
         return Health(status="ok")
     response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status="dapr sidecar not ready")

@@ -36,7 +36,7 @@ class FakeSidecar:
     def __init__(self, ready: bool) -> None:
         self.ready = ready
 
-    async def is_ready(self) -> bool:
+    async def is_ready(self, timeout_seconds: float) -> bool:
         return self.ready
 
 

@@ -1,0 +1,41 @@
+# syntax=docker/dockerfile:1
+# One file, two images: `--target api` (the order API) and `--target placer` (the placer).
+# Both run as a non-root user from a read-only root filesystem; Dapr runs beside them as the
+# sidecar that the Dapr control plane injects.
+
+ARG PYTHON_VERSION=3.11
+
+FROM python:${PYTHON_VERSION}-slim AS build
+# uv installs exactly the locked dependencies (no dev tools) into /srv/.venv.
+RUN pip install --no-cache-dir uv==0.13.8
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+WORKDIR /srv
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY core/ core/
+COPY app/ app/
+COPY placer/ placer/
+
+FROM python:${PYTHON_VERSION}-slim AS runtime
+RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin orders
+WORKDIR /srv
+COPY --from=build /srv /srv
+ENV PATH=/srv/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    UVICORN_HOST=0.0.0.0
+USER 10001:10001
+
+FROM runtime AS api
+# One worker per pod: the HorizontalPodAutoscaler adds pods. UVICORN_WORKERS raises it.
+ENV UVICORN_PORT=8000 UVICORN_WORKERS=1 ENVIRONMENT=production
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=2s CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health/live', timeout=2)"]
+CMD ["uvicorn", "app.main:app", "--no-access-log", "--proxy-headers"]
+
+FROM runtime AS placer
+# The exchange stand-in's ledger lives on a writable emptyDir mounted at /var/lib/placer.
+ENV UVICORN_PORT=8001 ENVIRONMENT=production EXCHANGE_LEDGER_PATH=/var/lib/placer/exchange-ledger.sqlite3
+EXPOSE 8001
+HEALTHCHECK --interval=10s --timeout=2s CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/health/live', timeout=2)"]
+CMD ["uvicorn", "placer.main:app", "--no-access-log"]
