@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     DAPR_HOST: str = "127.0.0.1"
     DAPR_HTTP_PORT: int = 3500
     DAPR_API_TOKEN: str | None = None
+    # The token the sidecar sends with every call to its app (the placer refuses calls without).
+    APP_API_TOKEN: str | None = None
 
     # Names of the Dapr components and topics; they must match components/ and the chart.
     STATE_STORE: str = "orderstore"  # the API's, with the outbox

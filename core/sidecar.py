@@ -84,13 +84,14 @@ class DaprSidecar:
             raise SidecarError(f"{method} {path}: HTTP {response.status_code}: {response.text}")
         return response
 
-    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _send(
+        self, method: str, path: str, *, timeout_seconds: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        deadline = timeout_seconds or self._timeout_seconds
         try:
-            async with asyncio.timeout(self._timeout_seconds):
+            async with asyncio.timeout(deadline):
                 return await self._client.request(method, path, **kwargs)
         except TimeoutError as error:
-            raise SidecarError(
-                f"{method} {path}: no answer in {self._timeout_seconds} s"
-            ) from error
+            raise SidecarError(f"{method} {path}: no answer in {deadline} s") from error
         except httpx.HTTPError as error:
             raise SidecarError(f"{method} {path}: {error!r}") from error

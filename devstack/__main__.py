@@ -46,6 +46,8 @@ def up() -> int:
                 environment=settings.ENVIRONMENT,
                 api_host=settings.API_HOST,
                 api_workers=settings.API_WORKERS,
+                dapr_api_token=settings.DAPR_API_TOKEN,
+                app_api_token=settings.APP_API_TOKEN,
                 echo=True,
             )
             say(f"Starting the placer and the API ({settings.ENVIRONMENT.value}, "
@@ -76,6 +78,7 @@ def prepare() -> int:
     say(f"daprd: {binaries.daprd()}")
     say(f"redis-server: {binaries.redis_server()}")
     say(f"PostgreSQL: {binaries.postgres_bin_dir()}")
+    say(f"helm: {binaries.helm()}")
     return 0
 
 

@@ -170,3 +170,46 @@ def _services_not_started() -> Iterator[None]:
         yield
     finally:
         policy.unlink()
+
+
+HELM_MODULE = "helm.sh/helm/v3/cmd/helm@v3.22.0"
+KIND_MODULE = "sigs.k8s.io/kind@v0.30.0"
+
+
+def helm() -> Path:
+    """helm from PATH, else built with `go install` at the pinned version."""
+    return _go_tool("helm", HELM_MODULE)
+
+
+def kind() -> Path:
+    """kind from PATH, else built with `go install` at the pinned version."""
+    return _go_tool("kind", KIND_MODULE)
+
+
+def _go_tool(name: str, module: str) -> Path:
+    on_path = shutil.which(name)
+    if on_path:
+        return Path(on_path)
+    version = module.rsplit("@", 1)[1]
+    target_dir = CACHE_DIR / "tools" / f"{name}-{version}"
+    target = target_dir / name
+    if target.exists():
+        return target
+    go = shutil.which("go")
+    if go is None:
+        raise MissingToolError(f"{name} is not installed and Go is needed to build it")
+    target_dir.mkdir(parents=True, exist_ok=True)
+    with _file_lock(target_dir / ".lock"):
+        if not target.exists():
+            say(f"Building {name} {version} with go install (first time only)")
+            result = subprocess.run(
+                [go, "install", module],
+                env={**os.environ, "GOBIN": str(target_dir)},
+                capture_output=True,
+                text=True,
+                timeout=GO_BUILD_TIMEOUT_SECONDS,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise MissingToolError(f"go install {module} failed:\n{result.stderr[-3000:]}")
+    return target

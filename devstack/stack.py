@@ -61,10 +61,20 @@ class StackOptions:
     api: AppPorts = field(default_factory=AppPorts.free)
     placer: AppPorts = field(default_factory=AppPorts.free)
     config: Path = COMPONENTS_DIR / "config.yaml"
+    api_app_id: str = API_APP_ID  # the components' scopes name these
+    placer_app_id: str = PLACER_APP_ID
     environment: Environment = Environment.DEVELOPMENT
     api_host: str = "127.0.0.1"
     api_workers: int = 1
     app_env: dict[str, str] = field(default_factory=dict)  # settings for both apps
+    # Apps and sidecars authenticate each other with these when set.
+    dapr_api_token: str | None = None
+    app_api_token: str | None = None
+
+    def token_env(self) -> dict[str, str]:
+        tokens = {"DAPR_API_TOKEN": self.dapr_api_token, "APP_API_TOKEN": self.app_api_token}
+        return {name: token for name, token in tokens.items() if token}
+
     echo: bool = False
 
 
@@ -91,8 +101,9 @@ class Stack:
 
 def start_stack(group: ProcessGroup, options: StackOptions) -> Stack:
     """Starts the placer and the API, each beside its own daprd, and waits until all are ready."""
-    placer = start_app(group, options, PLACER_APP_ID, options.placer, _placer_argv(options))
-    api = start_app(group, options, API_APP_ID, options.api, _api_argv(options))
+    placer_argv = _placer_argv(options)
+    placer = start_app(group, options, options.placer_app_id, options.placer, placer_argv)
+    api = start_app(group, options, options.api_app_id, options.api, _api_argv(options))
     return Stack(api=api, placer=placer)
 
 
@@ -102,6 +113,7 @@ def start_app(
     app_env = {
         **os.environ,
         **options.app_env,
+        **options.token_env(),
         "DAPR_HTTP_PORT": str(ports.dapr_http),
         "DAPR_GRPC_PORT": str(ports.dapr_grpc),
     }
@@ -128,10 +140,11 @@ def start_sidecar(
     ]  # fmt: skip
     for resources in options.resources:
         argv += ["--resources-path", str(resources)]
-    env = {**os.environ, **options.stores.as_env()}
+    env = {**os.environ, **options.stores.as_env(), **options.token_env()}
     sidecar = group.start(f"{app_id}-daprd", argv, env=env, echo=options.echo)
     wait_until(
         sidecar,
+        # The health endpoint needs no token.
         http_ok(f"http://127.0.0.1:{ports.dapr_http}/v1.0/healthz"),
         what="loading its components",
         timeout_seconds=STARTUP_TIMEOUT_SECONDS,

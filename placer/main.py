@@ -1,11 +1,13 @@
 """The placer's ASGI application: `uvicorn placer.main:app`, behind its Dapr sidecar."""
 
-from collections.abc import AsyncIterator
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, FastAPI, Request, Response, status
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from core.config import settings
@@ -43,6 +45,19 @@ app = FastAPI(title="Order placer", lifespan=lifespan)
 dapr_app = DaprApp(app)
 
 CloudEvent = Annotated[dict[str, Any], Body()]
+
+
+@app.middleware("http")
+async def require_app_token(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Only the sidecar may deliver: it sends APP_API_TOKEN as `dapr-api-token`."""
+    expected = settings.APP_API_TOKEN
+    if expected and not request.url.path.startswith("/health/"):
+        sent = request.headers.get("dapr-api-token", "")
+        if not hmac.compare_digest(sent.encode(), expected.encode()):
+            return JSONResponse({"detail": "Missing or wrong dapr-api-token"}, status_code=401)
+    return await call_next(request)
 
 
 def _placer(request: Request) -> Placer:

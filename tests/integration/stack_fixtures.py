@@ -1,6 +1,7 @@
 """Builds real stacks for the integration tests: daprd, Redis, PostgreSQL, both apps."""
 
 import json
+import secrets
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -108,8 +109,10 @@ def running_stack(
     stores: Stores | None = None,
     components: Path = COMPONENTS_DIR,
     app_env: dict[str, str] | None = None,
+    app_ids: tuple[str, str] | None = None,
 ) -> Iterator[RunningStack]:
-    """Starts (and at the end stops) a stack; with its own stores unless `stores` is given."""
+    """Starts (and at the end stops) a stack; with its own stores unless `stores` is given.
+    `components` holds `config.yaml`, `common/` and one folder per state store kind."""
     tmp.mkdir(parents=True, exist_ok=True)
     ledger_path = tmp / "exchange-ledger.sqlite3"
     env = {
@@ -125,7 +128,11 @@ def running_stack(
             resources=[components / "common", components / kind.value],
             config=components / "config.yaml",
             app_env=env,
+            dapr_api_token=secrets.token_urlsafe(24),
+            app_api_token=secrets.token_urlsafe(24),
         )
+        if app_ids:
+            options.api_app_id, options.placer_app_id = app_ids
         stack = start_stack(group, options)
         running = RunningStack(stack, own_stores, ledger_path, options, group)
         try:

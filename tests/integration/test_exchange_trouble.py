@@ -65,7 +65,11 @@ def test_dead_lettered_order_is_marked_failed_and_redrive_places_it(tmp_path: Pa
             tmp_path / "healthy", StateStoreKind.REDIS, stores=stores,
             components=components, app_env=HEALTHY,
         ) as stack:  # fmt: skip
-            env = {**os.environ, "PLACER_DAPR_HTTP_PORT": str(stack.stack.placer.ports.dapr_http)}
+            env = {
+                **os.environ,
+                **stack.options.token_env(),
+                "PLACER_DAPR_HTTP_PORT": str(stack.stack.placer.ports.dapr_http),
+            }
             subprocess.run([str(PROJECT_ROOT / "run"), "redrive"], env=env, check=True, timeout=120)
             placed = wait_for(
                 lambda: _order_with_status(stack.client, order_id, "placed"),

@@ -1,0 +1,146 @@
+"""The Helm chart, checked offline: lint, schemas, and the policies every deployment needs."""
+
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from tests.chart.rendering import (
+    CHART,
+    KUBERNETES_VERSION,
+    PROFILES,
+    dapr_crd_schemas,
+    helm,
+    of_kind,
+    render,
+)
+
+DAPR_KINDS = {"Component", "Resiliency", "Configuration", "Subscription"}
+KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+
+
+@pytest.fixture(scope="module", params=list(PROFILES))
+def profile(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="module")
+def manifests(profile: str) -> list[dict[str, Any]]:
+    return render(*PROFILES[profile])
+
+
+def test_helm_lint_strict_passes(profile: str) -> None:
+    result = helm(
+        "lint", "--strict", "--kube-version", KUBERNETES_VERSION, str(CHART), *PROFILES[profile]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_kubernetes_manifests_match_the_schemas(manifests: list[dict[str, Any]]) -> None:
+    checked = 0
+    for manifest in manifests:
+        if manifest["kind"] in DAPR_KINDS | KEDA_KINDS:
+            continue
+        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        checked += 1
+    assert checked >= 8
+
+
+def test_dapr_resources_match_the_runtime_crds(manifests: list[dict[str, Any]]) -> None:
+    schemas = dapr_crd_schemas()
+    dapr_resources = [m for m in manifests if m["kind"] in DAPR_KINDS]
+    assert {m["kind"] for m in dapr_resources} >= {"Component", "Resiliency", "Configuration"}
+    for resource in dapr_resources:
+        jsonschema.validate(resource, schemas[resource["kind"]])
+
+
+def test_every_container_has_resources_probes_and_runs_locked_down(
+    manifests: list[dict[str, Any]],
+) -> None:
+    for deployment in of_kind(manifests, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"]:
+            where = f"{deployment['metadata']['name']}/{container['name']}"
+            assert container["resources"]["requests"], where
+            assert "livenessProbe" in container and "readinessProbe" in container, where
+            context = container["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False, where
+            assert context["readOnlyRootFilesystem"] is True, where
+            assert context["capabilities"]["drop"] == ["ALL"], where
+
+
+def test_app_deployments_carry_the_dapr_annotations(manifests: list[dict[str, Any]]) -> None:
+    apps = [d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"].endswith(
+        ("-api", "-placer"))]  # fmt: skip
+    assert len(apps) == 2
+    for deployment in apps:
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["dapr.io/enabled"] == "true"
+        assert annotations["dapr.io/app-id"] == deployment["metadata"]["name"]
+        assert annotations["dapr.io/app-port"].isdigit()
+        assert annotations["dapr.io/config"]
+        assert annotations["dapr.io/api-token-secret"]
+
+
+def test_autoscalers_target_the_app_deployments(
+    manifests: list[dict[str, Any]], profile: str
+) -> None:
+    deployments = {d["metadata"]["name"] for d in of_kind(manifests, "Deployment")}
+    autoscalers = of_kind(manifests, "HorizontalPodAutoscaler")
+    targets = {hpa["spec"]["scaleTargetRef"]["name"] for hpa in autoscalers}
+    assert targets <= deployments
+    expected = {
+        "default": {"order-service-api", "order-service-placer"},
+        "dev": set(),
+        "redis-state": {"order-service-api", "order-service-placer"},
+        "ingress-keda": {"order-service-api"},  # KEDA scales the placer instead
+    }[profile]
+    assert targets == expected
+    for deployment in of_kind(manifests, "Deployment"):
+        if deployment["metadata"]["name"] in targets:
+            assert "replicas" not in deployment["spec"]
+
+
+def test_connection_settings_are_secret_references(manifests: list[dict[str, Any]]) -> None:
+    for component in of_kind(manifests, "Component"):
+        for item in component["spec"]["metadata"]:
+            if item["name"] in {"redisHost", "redisPassword", "connectionString"}:
+                assert "secretKeyRef" in item and "value" not in item, item
+
+
+def test_components_are_scoped_to_the_apps_that_use_them(
+    manifests: list[dict[str, Any]],
+) -> None:
+    scopes = {c["metadata"]["name"]: c["scopes"] for c in of_kind(manifests, "Component")}
+    assert scopes == {
+        "order-service-orderstore": ["order-service-api"],
+        "order-service-orderstore-placer": ["order-service-placer"],
+        "order-service-orderpubsub": ["order-service-api", "order-service-placer"],
+        "order-service-outboxpubsub": ["order-service-api"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ("stateStore: {type: mongodb}", "/stateStore/type"),
+        ("placer: {concurrency: 0}", "/placer/concurrency"),
+        ("api: {autoscaling: {enabled: yes-please}}", "/api/autoscaling/enabled"),
+        ("redis: {secretName: ''}", "/redis/secretName"),
+        ("resiliency: {maxInterval: ten seconds}", "/resiliency/maxInterval"),
+        ("image: {pullPolicy: Sometimes}", "/image/pullPolicy"),
+    ],
+)
+def test_values_schema_rejects_bad_values(tmp_path: Path, values: str, message: str) -> None:
+    bad_values = tmp_path / "values.yaml"
+    bad_values.write_text(values)
+    result = helm(
+        "template", "order-service", str(CHART), "--kube-version", KUBERNETES_VERSION,
+        "-f", str(bad_values),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert message in result.stderr
