@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     MAX_LIMIT_PRICE: Annotated[Decimal, Field(gt=0)] = Decimal(1_000_000_000)
     MAX_BODY_BYTES: Annotated[int, Field(gt=0)] = 16 * 1024
 
+    # How long an Idempotency-Key is remembered, and its longest accepted length.
+    IDEMPOTENCY_RETENTION_SECONDS: Annotated[int, Field(gt=0)] = 24 * 3600
+    MAX_IDEMPOTENCY_KEY_LENGTH: Annotated[int, Field(gt=0)] = 255
+
     # How long POST /orders may wait for the sidecar before it answers 500.
     ORDER_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 3.0
     READINESS_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 1.0

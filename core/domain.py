@@ -105,3 +105,7 @@ class Order(OrderRequest):
     @classmethod
     def accept(cls, request: OrderRequest) -> "Order":
         return cls(**request.model_dump())
+
+    def request(self) -> OrderRequest:
+        """The order as its client sent it."""
+        return OrderRequest.model_validate(self.model_dump(include=set(OrderRequest.model_fields)))

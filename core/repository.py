@@ -3,12 +3,13 @@
 Both apps reach the same keys: their state store components share one `keyPrefix`.
 """
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
 
 from core.domain import Order
-from core.sidecar import DaprSidecar, EtagMismatchError
+from core.sidecar import DaprSidecar, SidecarError
 
 logger = logging.getLogger(__name__)
 
@@ -20,6 +21,11 @@ OUTBOX_PROJECTION_METADATA = {"outbox.projection": "true", "contentType": "appli
 
 def order_key(order_id: str) -> str:
     return f"order-{order_id}"
+
+
+def idempotency_key(client_key: str) -> str:
+    # Hashed: client keys may hold characters that state keys must not.
+    return f"idempotency-{hashlib.sha256(client_key.encode()).hexdigest()}"
 
 
 class OrderRepository:
@@ -53,6 +59,29 @@ class OrderRepository:
             self._store, order_key(order.id), order.model_dump(mode="json")
         )
 
+    async def reserve_idempotency_key(
+        self, client_key: str, order: Order, retention_seconds: int
+    ) -> Order:
+        """Ties `client_key` to `order` unless it is tied already; returns the order it is tied
+        to. The key expires after `retention_seconds`."""
+        key = idempotency_key(client_key)
+        try:
+            await self._sidecar.save_state(
+                self._store,
+                key,
+                order.model_dump(mode="json"),
+                first_write=True,
+                ttl_seconds=retention_seconds,
+            )
+        except SidecarError:
+            # A lost first write is a 409 on some stores and a plain error on others (Redis):
+            # the key's presence tells which. When the store is down, this read fails too.
+            value, _ = await self._sidecar.get_state(self._store, key)
+            if value is None:
+                raise
+            return Order.model_validate_json(value)
+        return order
+
     async def dead_lettered_ids(self) -> list[str]:
         ids, _ = await self._read_index()
         return ids
@@ -69,13 +98,15 @@ class OrderRepository:
 
     async def _update_index(self, change: Callable[[list[str]], list[str]]) -> None:
         # Optimistic concurrency: dead letters are rare, so a lost race is retried at once.
+        last_error = SidecarError(f"{DEAD_LETTER_INDEX_KEY}: not updated")
         for _ in range(INDEX_UPDATE_ATTEMPTS):
             ids, etag = await self._read_index()
             try:
                 await self._sidecar.save_state(
                     self._store, DEAD_LETTER_INDEX_KEY, change(ids), etag=etag, first_write=True
                 )
-            except EtagMismatchError:
+            except SidecarError as error:  # a lost race (409, or a plain error on Redis)
+                last_error = error
                 continue
             return
-        raise EtagMismatchError(f"{DEAD_LETTER_INDEX_KEY}: {INDEX_UPDATE_ATTEMPTS} lost races")
+        raise last_error

@@ -63,12 +63,16 @@ class DaprSidecar:
         *,
         etag: str | None = None,
         first_write: bool = False,
+        ttl_seconds: int | None = None,
     ) -> None:
         """Saves one key (outside any outbox). With `first_write`, a missing etag means
-        "only if absent" and a stale one raises `EtagMismatchError`."""
+        "only if absent" and a stale one raises `EtagMismatchError`; with `ttl_seconds` the
+        store expires the key."""
         item: dict[str, Any] = {"key": key, "value": value}
         if first_write:
             item["options"] = {"concurrency": "first-write"}
+        if ttl_seconds is not None:
+            item["metadata"] = {"ttlInSeconds": str(ttl_seconds)}
         if etag is not None:
             item["etag"] = etag
         await self._call("POST", f"/v1.0/state/{store}", json=[item])

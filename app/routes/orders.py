@@ -3,10 +3,12 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, Header, HTTPException, Path, Response, status
 
 from app.deps import OrderRepositoryDep
 from app.errors import ErrorMessage
+from app.ordering import IdempotencyKeyReusedError, accept_order
+from core.config import settings
 from core.domain import Order, OrderRequest
 
 logger = logging.getLogger(__name__)
@@ -14,20 +16,46 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/orders", tags=["orders"])
 
 OrderId = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f-]+$")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=settings.MAX_IDEMPOTENCY_KEY_LENGTH,
+        description="Repeating a request with the same key and body returns the first order "
+        "and creates nothing new (for IDEMPOTENCY_RETENTION_SECONDS, a day by default).",
+    ),
+]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={500: {"model": ErrorMessage, "description": "The order was not accepted"}},
+    responses={
+        413: {"description": "The body is larger than MAX_BODY_BYTES"},
+        500: {"model": ErrorMessage, "description": "The order was not accepted"},
+    },
 )
-async def create_order(request: OrderRequest, orders: OrderRepositoryDep) -> Order:
+async def create_order(
+    request: OrderRequest,
+    orders: OrderRepositoryDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> Order:
     """Accepts an order. A 201 means it is stored and will reach the exchange; its placement
     happens afterwards, so the exchange's speed and failures never show here."""
-    order = Order.accept(request)
-    await orders.create(order)
-    logger.info("order %s accepted", order.id)
-    return order
+    try:
+        acceptance = await accept_order(request, idempotency_key, orders)
+    except IdempotencyKeyReusedError as error:
+        raise HTTPException(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail="This Idempotency-Key was already used for a different order",
+        ) from error
+    if acceptance.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
+        logger.info("order %s accepted", acceptance.order.id)
+    return acceptance.order
 
 
 @router.get("/{order_id}", responses={404: {"description": "No order has this id"}})

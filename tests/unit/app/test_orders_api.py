@@ -19,6 +19,7 @@ PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
 class FakeOrders:
     def __init__(self, failure: Exception | None = None) -> None:
         self.saved: dict[str, Order] = {}
+        self.keys: dict[str, Order] = {}
         self.failure = failure
 
     async def create(self, order: Order) -> None:
@@ -30,6 +31,9 @@ class FakeOrders:
         if self.failure:
             raise self.failure
         return self.saved.get(order_id)
+
+    async def reserve_idempotency_key(self, key: str, order: Order, retention: int) -> Order:
+        return self.keys.setdefault(key, order)
 
 
 class FakeSidecar:
@@ -165,3 +169,26 @@ def test_openapi_documents_the_order_contract(client: TestClient) -> None:
     assert set(post["responses"]) >= {"201", "422", "500"}
     assert "/orders/{order_id}" in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_idempotency_key_replays_the_first_order(client: TestClient, orders: FakeOrders) -> None:
+    headers = {"Idempotency-Key": "abc"}
+    first = client.post("/orders", json=limit_order_body(), headers=headers)
+    again = client.post("/orders", json=limit_order_body(), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(orders.saved) == 1
+
+
+def test_idempotency_key_reused_for_another_order_is_422(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "abc"}
+    assert client.post("/orders", json=limit_order_body(), headers=headers).status_code == 201
+    other = client.post("/orders", json=market_order_body(), headers=headers)
+    assert other.status_code == 422
+    assert "different order" in other.json()["detail"]
+
+
+def test_overlong_idempotency_key_is_422(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "k" * (settings.MAX_IDEMPOTENCY_KEY_LENGTH + 1)}
+    assert client.post("/orders", json=limit_order_body(), headers=headers).status_code == 422

@@ -1,0 +1,73 @@
+"""accept_order's idempotency rules, with an in-memory repository."""
+
+import pytest
+
+from app.ordering import IdempotencyKeyReusedError, accept_order
+from core.domain import Order, OrderRequest
+from core.sidecar import SidecarError
+from tests.factories import limit_order_body
+
+
+class MemoryOrders:
+    def __init__(self) -> None:
+        self.orders: dict[str, Order] = {}
+        self.keys: dict[str, Order] = {}
+        self.creates = 0
+        self.fail_creates = False
+
+    async def create(self, order: Order) -> None:
+        self.creates += 1
+        if self.fail_creates:
+            raise SidecarError("store down")
+        self.orders[order.id] = order
+
+    async def get(self, order_id: str) -> Order | None:
+        return self.orders.get(order_id)
+
+    async def reserve_idempotency_key(self, key: str, order: Order, retention: int) -> Order:
+        return self.keys.setdefault(key, order)
+
+
+def request(**changes: object) -> OrderRequest:
+    return OrderRequest.model_validate(limit_order_body(**changes))
+
+
+@pytest.mark.anyio
+async def test_without_a_key_every_request_is_a_new_order() -> None:
+    orders = MemoryOrders()
+    first = await accept_order(request(), None, orders)  # type: ignore[arg-type]
+    second = await accept_order(request(), None, orders)  # type: ignore[arg-type]
+    assert first.order.id != second.order.id
+    assert not first.replayed and not second.replayed
+    assert len(orders.orders) == 2
+
+
+@pytest.mark.anyio
+async def test_same_key_and_body_returns_the_first_order() -> None:
+    orders = MemoryOrders()
+    first = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    again = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    assert again.order == first.order
+    assert again.replayed and not first.replayed
+    assert orders.creates == 1
+
+
+@pytest.mark.anyio
+async def test_same_key_with_another_body_is_refused() -> None:
+    orders = MemoryOrders()
+    await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    with pytest.raises(IdempotencyKeyReusedError):
+        await accept_order(request(quantity=2), "k", orders)  # type: ignore[arg-type]
+    assert len(orders.orders) == 1
+
+
+@pytest.mark.anyio
+async def test_retry_after_a_failed_commit_commits_the_reserved_order() -> None:
+    orders = MemoryOrders()
+    orders.fail_creates = True
+    with pytest.raises(SidecarError):
+        await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    orders.fail_creates = False
+    retried = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    assert retried.order == orders.keys["k"]
+    assert list(orders.orders) == [retried.order.id]
