@@ -109,3 +109,21 @@ class Order(OrderRequest):
     def request(self) -> OrderRequest:
         """The order as its client sent it."""
         return OrderRequest.model_validate(self.model_dump(include=set(OrderRequest.model_fields)))
+
+
+class OrderEventKind(StrEnum):
+    ACCEPTED = "accepted"  # stored, its placement guaranteed
+    ATTEMPT_FAILED = "attempt_failed"  # one call to the exchange failed; it will be retried
+    PLACED = "placed"  # the exchange accepted the order
+    DEAD_LETTERED = "dead_lettered"  # the retries ran out
+    REDRIVEN = "redriven"  # sent for placement again after a dead letter
+
+
+class OrderEvent(BaseModel):
+    """One step in an order's history."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: OrderEventKind
+    at: datetime = Field(default_factory=_utc_now)
+    detail: str | None = None

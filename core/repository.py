@@ -7,20 +7,28 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
-from core.domain import Order
+from pydantic import TypeAdapter
+
+from core.domain import Order, OrderEvent, OrderEventKind
 from core.sidecar import DaprSidecar, SidecarError
 
 logger = logging.getLogger(__name__)
 
 # Ids of dead-lettered orders still waiting for a re-drive, as one JSON list.
 DEAD_LETTER_INDEX_KEY = "dead-letter-index"
-INDEX_UPDATE_ATTEMPTS = 10
+LIST_UPDATE_ATTEMPTS = 10
+EVENTS = TypeAdapter(list[OrderEvent])
 OUTBOX_PROJECTION_METADATA = {"outbox.projection": "true", "contentType": "application/json"}
 
 
 def order_key(order_id: str) -> str:
     return f"order-{order_id}"
+
+
+def events_key(order_id: str) -> str:
+    return f"order-events-{order_id}"
 
 
 def idempotency_key(client_key: str) -> str:
@@ -82,28 +90,41 @@ class OrderRepository:
             return Order.model_validate_json(value)
         return order
 
+    async def events(self, order: Order) -> list[OrderEvent]:
+        """The order's history: its acceptance, then what the placer recorded."""
+        value, _ = await self._sidecar.get_state(self._store, events_key(order.id))
+        recorded = [] if value is None else EVENTS.validate_json(value)
+        return [OrderEvent(kind=OrderEventKind.ACCEPTED, at=order.created_at), *recorded]
+
+    async def record_event(self, order_id: str, event: OrderEvent) -> None:
+        await self._update_list(
+            events_key(order_id), lambda events: [*events, event.model_dump(mode="json")]
+        )
+
     async def dead_lettered_ids(self) -> list[str]:
-        ids, _ = await self._read_index()
-        return ids
+        value, _ = await self._sidecar.get_state(self._store, DEAD_LETTER_INDEX_KEY)
+        return [] if value is None else [str(order_id) for order_id in json.loads(value)]
 
     async def add_dead_lettered(self, order_id: str) -> None:
-        await self._update_index(lambda ids: [*ids, order_id] if order_id not in ids else ids)
+        await self._update_list(
+            DEAD_LETTER_INDEX_KEY, lambda ids: [*ids, order_id] if order_id not in ids else ids
+        )
 
     async def remove_dead_lettered(self, order_id: str) -> None:
-        await self._update_index(lambda ids: [i for i in ids if i != order_id])
+        await self._update_list(
+            DEAD_LETTER_INDEX_KEY, lambda ids: [i for i in ids if i != order_id]
+        )
 
-    async def _read_index(self) -> tuple[list[str], str | None]:
-        value, etag = await self._sidecar.get_state(self._store, DEAD_LETTER_INDEX_KEY)
-        return ([] if value is None else list(json.loads(value))), etag
-
-    async def _update_index(self, change: Callable[[list[str]], list[str]]) -> None:
-        # Optimistic concurrency: dead letters are rare, so a lost race is retried at once.
-        last_error = SidecarError(f"{DEAD_LETTER_INDEX_KEY}: not updated")
-        for _ in range(INDEX_UPDATE_ATTEMPTS):
-            ids, etag = await self._read_index()
+    async def _update_list(self, key: str, change: Callable[[list[Any]], list[Any]]) -> None:
+        """Read-modify-write of a JSON list under optimistic concurrency: the lists are short
+        and rarely written at once, so a lost race is retried at once."""
+        last_error = SidecarError(f"{key}: not updated")
+        for _ in range(LIST_UPDATE_ATTEMPTS):
+            value, etag = await self._sidecar.get_state(self._store, key)
+            current = [] if value is None else list(json.loads(value))
             try:
                 await self._sidecar.save_state(
-                    self._store, DEAD_LETTER_INDEX_KEY, change(ids), etag=etag, first_write=True
+                    self._store, key, change(current), etag=etag, first_write=True
                 )
             except SidecarError as error:  # a lost race (409, or a plain error on Redis)
                 last_error = error

@@ -11,7 +11,7 @@ from enum import StrEnum
 import anyio
 from pydantic import ValidationError
 
-from core.domain import Order, OrderStatus
+from core.domain import Order, OrderEvent, OrderEventKind, OrderStatus
 from core.repository import OrderRepository
 from core.sidecar import SidecarError
 
@@ -68,8 +68,11 @@ class Placer:
             await anyio.to_thread.run_sync(self._place_order, order, limiter=self._exchange_slots)
         except Exception as error:  # noqa: BLE001 - any exchange failure is retried
             logger.warning("order %s: the exchange failed, retrying: %r", order.id, error)
+            await self._record(order, OrderEventKind.ATTEMPT_FAILED, repr(error))
             return Delivery.RETRY
         try:
+            # History first: an order marked placed always has its "placed" event.
+            await self._orders.record_event(order.id, OrderEvent(kind=OrderEventKind.PLACED))
             await self._orders.save(order.model_copy(update={"status": OrderStatus.PLACED}))
         except SidecarError as error:
             # The exchange has the order; the retry finds it there by its client order id.
@@ -77,6 +80,13 @@ class Placer:
             return Delivery.RETRY
         logger.info("order %s: placed", order.id)
         return Delivery.SUCCESS
+
+    async def _record(self, order: Order, kind: OrderEventKind, detail: str) -> None:
+        """Adds to the order's history where losing the entry loses nothing else."""
+        try:
+            await self._orders.record_event(order.id, OrderEvent(kind=kind, detail=detail))
+        except SidecarError as error:
+            logger.warning("order %s: %s not recorded: %s", order.id, kind.value, error)
 
     async def dead_letter(self, event: dict[str, object]) -> Delivery:
         """Marks a dead-lettered order failed and lists it for a re-drive."""
@@ -92,6 +102,8 @@ class Placer:
             )
             await self._orders.save(failed)
             await self._orders.add_dead_lettered(order.id)
+            dead_lettered = OrderEvent(kind=OrderEventKind.DEAD_LETTERED, detail=DEAD_LETTER_REASON)
+            await self._orders.record_event(order.id, dead_lettered)
         except SidecarError as error:
             logger.warning("order %s: cannot mark it failed, retrying: %s", order.id, error)
             return Delivery.RETRY

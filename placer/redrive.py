@@ -9,7 +9,7 @@ import asyncio
 import logging
 
 from core.config import settings
-from core.domain import OrderStatus
+from core.domain import OrderEvent, OrderEventKind, OrderStatus
 from core.logs import configure_logging
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
@@ -27,6 +27,7 @@ async def redrive(sidecar: DaprSidecar, orders: OrderRepository) -> int:
                 update={"status": OrderStatus.ACCEPTED, "failure_reason": None}
             )
             await orders.save(accepted)
+            await orders.record_event(order_id, OrderEvent(kind=OrderEventKind.REDRIVEN))
             await sidecar.publish(
                 settings.PUBSUB, settings.ORDERS_TOPIC, accepted.model_dump(mode="json")
             )

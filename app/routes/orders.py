@@ -9,7 +9,7 @@ from app.deps import OrderRepositoryDep
 from app.errors import ErrorMessage
 from app.ordering import IdempotencyKeyReusedError, accept_order
 from core.config import settings
-from core.domain import Order, OrderRequest
+from core.domain import Order, OrderEvent, OrderRequest
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +65,13 @@ async def read_order(order_id: OrderId, orders: OrderRepositoryDep) -> Order:
     if order is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
     return order
+
+
+@router.get("/{order_id}/events", responses={404: {"description": "No order has this id"}})
+async def read_order_events(order_id: OrderId, orders: OrderRepositoryDep) -> list[OrderEvent]:
+    """The order's history, oldest first: accepted, each failed placement attempt, then
+    placed (or dead-lettered, and re-driven)."""
+    order = await orders.get(order_id)
+    if order is None:
+        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
+    return await orders.events(order)

@@ -78,6 +78,17 @@ def test_dead_lettered_order_is_marked_failed_and_redrive_places_it(tmp_path: Pa
             )
             assert placed["failure_reason"] is None
             assert ExchangeLedger(stack.ledger_path).submissions() == {order_id: 1}
+            history = stack.client.get(f"/orders/{order_id}/events").json()
+            kinds = [event["kind"] for event in history]
+            # One delivery and two retries (the test's policy) failed before the dead letter.
+            assert kinds == [
+                "accepted",
+                *["attempt_failed"] * 3,
+                "dead_lettered",
+                "redriven",
+                "placed",
+            ]
+            assert [event["at"] for event in history] == sorted(e["at"] for e in history)
 
 
 def _order_with_status(

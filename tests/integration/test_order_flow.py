@@ -35,6 +35,9 @@ def test_committed_order_is_in_the_store_and_reaches_the_exchange(
         key: created[key] for key in created if key != "status"
     }
     assert ExchangeLedger(healthy_stack.ledger_path).submissions()[created["id"]] == 1
+    events = healthy_stack.client.get(f"/orders/{created['id']}/events").json()
+    assert [event["kind"] for event in events] == ["accepted", "placed"]
+    assert events[0]["at"] == created["created_at"]
 
 
 def test_every_order_of_a_batch_is_placed_once(healthy_stack: RunningStack) -> None:
@@ -60,8 +63,9 @@ def test_every_order_of_a_batch_is_placed_once(healthy_stack: RunningStack) -> N
 
 
 def test_unknown_order_is_404(healthy_stack: RunningStack) -> None:
-    response = healthy_stack.client.get("/orders/00000000-0000-4000-8000-000000000000")
-    assert response.status_code == 404
+    unknown = "/orders/00000000-0000-4000-8000-000000000000"
+    assert healthy_stack.client.get(unknown).status_code == 404
+    assert healthy_stack.client.get(f"{unknown}/events").status_code == 404
 
 
 def test_invalid_order_is_422_and_nothing_is_stored(healthy_stack: RunningStack) -> None:

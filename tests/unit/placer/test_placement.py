@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from core.domain import Order, OrderStatus
+from core.domain import Order, OrderEvent, OrderEventKind, OrderStatus
 from core.sidecar import SidecarError
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
 from placer.stock_exchange import OrderPlacementError
@@ -15,6 +15,7 @@ class FakeOrders:
     def __init__(self, *orders: Order) -> None:
         self.saved = {order.id: order for order in orders}
         self.dead_lettered: list[str] = []
+        self.events: dict[str, list[OrderEventKind]] = {}
         self.failure: Exception | None = None
 
     async def get(self, order_id: str) -> Order | None:
@@ -29,6 +30,11 @@ class FakeOrders:
 
     async def add_dead_lettered(self, order_id: str) -> None:
         self.dead_lettered.append(order_id)
+
+    async def record_event(self, order_id: str, event: OrderEvent) -> None:
+        if self.failure:
+            raise self.failure
+        self.events.setdefault(order_id, []).append(event.kind)
 
 
 class FakeExchange:
@@ -58,6 +64,7 @@ async def test_accepted_order_is_placed_and_marked_placed() -> None:
     assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id]
     assert orders.saved[order.id].status is OrderStatus.PLACED
+    assert orders.events[order.id] == [OrderEventKind.PLACED]
 
 
 @pytest.mark.anyio
@@ -68,6 +75,7 @@ async def test_exchange_failure_asks_for_a_retry_and_keeps_the_order_accepted() 
     assert orders.saved[order.id].status is OrderStatus.ACCEPTED
     assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id, order.id]
+    assert orders.events[order.id] == [OrderEventKind.ATTEMPT_FAILED, OrderEventKind.PLACED]
 
 
 @pytest.mark.anyio
@@ -112,6 +120,7 @@ async def test_dead_lettered_order_is_marked_failed_and_listed_for_redrive() -> 
     assert orders.saved[order.id].status is OrderStatus.FAILED
     assert orders.saved[order.id].failure_reason == DEAD_LETTER_REASON
     assert orders.dead_lettered == [order.id]
+    assert orders.events[order.id] == [OrderEventKind.DEAD_LETTERED]
 
 
 @pytest.mark.anyio
