@@ -1,9 +1,14 @@
 """What clients see when something fails after validation: a fixed message, never the cause."""
 
+import json
 import logging
+from typing import Any
 
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger(__name__)
@@ -51,3 +56,17 @@ class InternalErrorMiddleware:
                 status_code=500, content=ErrorMessage(message=failure_message(scope)).model_dump()
             )
             await response(scope, receive, send)
+
+
+class AsciiJSONResponse(JSONResponse):
+    """JSON with every non-ASCII character escaped: a lone surrogate from the client (valid in
+    a JSON string, not encodable as UTF-8) is echoed back instead of crashing the answer."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+async def validation_error_handler(request: Request, error: Exception) -> Response:
+    """FastAPI's usual 422 body, safe for any input it echoes."""
+    assert isinstance(error, RequestValidationError)
+    return AsciiJSONResponse(status_code=422, content={"detail": jsonable_encoder(error.errors())})

@@ -4,9 +4,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from app.body_limit import BodySizeLimitMiddleware
-from app.errors import InternalErrorMiddleware
+from app.errors import InternalErrorMiddleware, validation_error_handler
 from app.routes import api_router
 from core.config import settings
 from core.logs import configure_logging
@@ -37,6 +38,7 @@ def create_app() -> FastAPI:
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
     app.add_middleware(InternalErrorMiddleware)  # added last: the outermost
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
     return app
 

@@ -8,12 +8,15 @@ from typing import Annotated
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
 )
+from pydantic.config import JsonDict
 
 from core.config import settings
 
@@ -37,18 +40,57 @@ class OrderStatus(StrEnum):
     FAILED = "failed"  # placement retries ran out; the order is dead-lettered
 
 
+def _json_number(value: object) -> object:
+    # Numbers are JSON numbers: "101.25" or true is a mistake, not a price or a quantity.
+    # (10.0 is the integer 10, as JSON Schema has it.)
+    if isinstance(value, str | bool):
+        raise ValueError("must be a JSON number, not a string or a boolean")
+    return value
+
+
 # Prices travel as JSON numbers, as clients send them; two decimal places are exact in a double.
 LimitPrice = Annotated[
     Decimal,
-    Field(gt=0, le=settings.MAX_LIMIT_PRICE, decimal_places=2, examples=[Decimal("101.25")]),
+    Field(gt=0, le=settings.MAX_LIMIT_PRICE, decimal_places=2),
+    BeforeValidator(_json_number),
     PlainSerializer(float, return_type=float, when_used="json"),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "maximum": float(settings.MAX_LIMIT_PRICE),
+            "multipleOf": 0.01,
+            "examples": [101.25],
+        },
+        mode="validation",
+    ),
 ]
+
+
+# The limit_price rule in the OpenAPI document too, so clients and generated tests know it.
+LIMIT_PRICE_RULE_SCHEMA: JsonDict = {
+    "allOf": [
+        {
+            "if": {"properties": {"type": {"const": "limit"}}, "required": ["type"]},
+            "then": {
+                "required": ["limit_price"],
+                "properties": {"limit_price": {"not": {"type": "null"}}},
+            },
+        },
+        {
+            "if": {"properties": {"type": {"const": "market"}}, "required": ["type"]},
+            "then": {"properties": {"limit_price": {"type": "null"}}},
+        },
+    ]
+}
 
 
 class OrderRequest(BaseModel):
     """The body of POST /orders."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra=LIMIT_PRICE_RULE_SCHEMA
+    )
 
     type: OrderType
     side: Side
@@ -67,7 +109,10 @@ class OrderRequest(BaseModel):
         validate_default=True,
         description="Required for limit orders, forbidden for market orders.",
     )
-    quantity: Annotated[int, Field(gt=0, le=settings.MAX_QUANTITY, strict=True, examples=[10])]
+    # Constraints before the validator: they stay in the JSON schema that way.
+    quantity: Annotated[
+        int, Field(gt=0, le=settings.MAX_QUANTITY, examples=[10]), BeforeValidator(_json_number)
+    ]
 
     # A field validator (not a model one) so the error points at limit_price; `type` is
     # declared first, so it is already validated here.

@@ -4,6 +4,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Path, Response, status
+from fastapi.exceptions import RequestValidationError
 
 from app.deps import OrderRepositoryDep
 from app.errors import ErrorMessage
@@ -32,6 +33,7 @@ IdempotencyKey = Annotated[
     "",
     status_code=status.HTTP_201_CREATED,
     responses={
+        400: {"description": "The body is not JSON text"},
         413: {"description": "The body is larger than MAX_BODY_BYTES"},
         500: {"model": ErrorMessage, "description": "The order was not accepted"},
     },
@@ -47,9 +49,16 @@ async def create_order(
     try:
         acceptance = await accept_order(request, idempotency_key, orders)
     except IdempotencyKeyReusedError as error:
-        raise HTTPException(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail="This Idempotency-Key was already used for a different order",
+        # Shaped like every other 422, so clients handle one error format.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "idempotency_key_reused",
+                    "loc": ("header", "Idempotency-Key"),
+                    "msg": "This Idempotency-Key was already used for a different order",
+                    "input": idempotency_key,
+                }
+            ]
         ) from error
     if acceptance.replayed:
         response.headers["Idempotent-Replayed"] = "true"

@@ -31,7 +31,7 @@ def test_same_key_with_another_order_is_422(healthy_stack: RunningStack) -> None
     )
     assert first.status_code == 201
     assert other.status_code == 422
-    assert "Idempotency-Key" in other.json()["detail"]
+    assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
 
 
 def test_concurrent_requests_with_one_key_make_one_order(healthy_stack: RunningStack) -> None:

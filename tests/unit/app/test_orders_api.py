@@ -186,7 +186,9 @@ def test_idempotency_key_reused_for_another_order_is_422(client: TestClient) -> 
     assert client.post("/orders", json=limit_order_body(), headers=headers).status_code == 201
     other = client.post("/orders", json=market_order_body(), headers=headers)
     assert other.status_code == 422
-    assert "different order" in other.json()["detail"]
+    [error] = other.json()["detail"]
+    assert error["loc"] == ["header", "Idempotency-Key"]
+    assert "different order" in error["msg"]
 
 
 def test_overlong_idempotency_key_is_422(client: TestClient) -> None:

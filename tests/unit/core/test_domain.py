@@ -20,7 +20,8 @@ def errors_for(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
     "body",
     [
         limit_order_body(),
-        limit_order_body(side="sell", limit_price="0.01"),
+        limit_order_body(side="sell", limit_price=0.01),
+        limit_order_body(quantity=7.0),  # an integer, in JSON's terms
         limit_order_body(limit_price=99, quantity=1),
         limit_order_body(limit_price=settings.MAX_LIMIT_PRICE),
         limit_order_body(quantity=settings.MAX_QUANTITY),
@@ -52,6 +53,8 @@ def test_valid_orders_are_accepted(body: dict[str, Any]) -> None:
         (limit_order_body(limit_price=-1), "limit_price"),
         (limit_order_body(limit_price=10.001), "limit_price"),
         (limit_order_body(limit_price="abc"), "limit_price"),
+        (limit_order_body(limit_price="101.25"), "limit_price"),
+        (limit_order_body(limit_price=True), "limit_price"),
         (limit_order_body(limit_price=settings.MAX_LIMIT_PRICE + 1), "limit_price"),
         (limit_order_body(quantity=0), "quantity"),
         (limit_order_body(quantity=-5), "quantity"),
@@ -83,7 +86,7 @@ def test_market_order_with_limit_price_says_it_is_forbidden() -> None:
 
 
 def test_accepted_order_keeps_every_field_and_adds_id_time_and_status() -> None:
-    request = OrderRequest.model_validate(limit_order_body(limit_price="12.30"))
+    request = OrderRequest.model_validate(limit_order_body(limit_price=12.30))
     order = Order.accept(request)
     assert order.model_dump(include=set(request.model_dump())) == request.model_dump()
     assert order.status is OrderStatus.ACCEPTED
@@ -92,7 +95,7 @@ def test_accepted_order_keeps_every_field_and_adds_id_time_and_status() -> None:
 
 
 def test_order_json_round_trips_with_price_as_number() -> None:
-    order = Order.accept(OrderRequest.model_validate(limit_order_body(limit_price="12.30")))
+    order = Order.accept(OrderRequest.model_validate(limit_order_body(limit_price=12.30)))
     document = order.model_dump(mode="json")
     assert document["limit_price"] == 12.3
     assert datetime.fromisoformat(document["created_at"]) == order.created_at
