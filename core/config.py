@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     EXCHANGE_LATENCY_SECONDS: Annotated[float, Field(ge=0)] = 0.5
     EXCHANGE_FAILURE_RATE: Annotated[float, Field(ge=0, le=1)] = 0.1
     EXCHANGE_LEDGER_PATH: Path = PROJECT_ROOT / ".data" / "exchange-ledger.sqlite3"
+    # A JSON file, read on every call when it exists, that overrides the two figures above
+    # ({"failure_rate": 1.0, "latency_seconds": 30}): how fault tests break the exchange.
+    EXCHANGE_CONTROL_PATH: Path | None = None
 
     # The local stack (./run and the tests): which state store, and where the stores are.
     # Without REDIS_HOST / POSTGRES_CONNECTION_STRING, private servers are started on free

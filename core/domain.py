@@ -38,6 +38,7 @@ class OrderStatus(StrEnum):
     ACCEPTED = "accepted"  # stored; its placement is guaranteed
     PLACED = "placed"  # the exchange accepted it
     FAILED = "failed"  # placement retries ran out; the order is dead-lettered
+    REJECTED = "rejected"  # its client was answered 500, so it must never be placed
 
 
 def _json_number(value: object) -> object:
@@ -162,6 +163,7 @@ class OrderEventKind(StrEnum):
     PLACED = "placed"  # the exchange accepted the order
     DEAD_LETTERED = "dead_lettered"  # the retries ran out
     REDRIVEN = "redriven"  # sent for placement again after a dead letter
+    REJECTED = "rejected"  # committed late, after its client was answered 500: never placed
 
 
 class OrderEvent(BaseModel):

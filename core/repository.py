@@ -31,6 +31,10 @@ def events_key(order_id: str) -> str:
     return f"order-events-{order_id}"
 
 
+def void_key(order_id: str) -> str:
+    return f"void-{order_id}"
+
+
 def idempotency_key(client_key: str) -> str:
     # Hashed: client keys may hold characters that state keys must not.
     return f"idempotency-{hashlib.sha256(client_key.encode()).hexdigest()}"
@@ -41,7 +45,7 @@ class OrderRepository:
         self._sidecar = sidecar
         self._store = store
 
-    async def create(self, order: Order) -> None:
+    async def create(self, order: Order, *, timeout_seconds: float | None = None) -> None:
         """Stores a new order in one state transaction. On a store with the outbox configured
         the runtime publishes the order to the orders topic if, and only if, it commits."""
         key, document = order_key(order.id), order.model_dump(mode="json")
@@ -55,11 +59,31 @@ class OrderRepository:
                 {"operation": "upsert", "request": {"key": key, "value": document}},
                 {"operation": "upsert", "request": projection},
             ],
+            timeout_seconds=timeout_seconds,
         )
 
-    async def get(self, order_id: str) -> Order | None:
-        value, _ = await self._sidecar.get_state(self._store, order_key(order_id))
+    async def get(self, order_id: str, *, timeout_seconds: float | None = None) -> Order | None:
+        key = order_key(order_id)
+        value, _ = await self._sidecar.get_state(self._store, key, timeout_seconds=timeout_seconds)
         return None if value is None else Order.model_validate_json(value)
+
+    async def void(self, order_id: str, *, timeout_seconds: float | None = None) -> None:
+        """Marks an order whose commit is in doubt as never to be placed (the placer checks)."""
+        await self._sidecar.save_state(
+            self._store, void_key(order_id), {"void": True}, timeout_seconds=timeout_seconds
+        )
+
+    async def unvoid(self, order_id: str) -> None:
+        await self._sidecar.delete_state(self._store, void_key(order_id))
+
+    async def get_for_placement(self, order_id: str) -> tuple[Order | None, bool]:
+        """The stored order and whether it was voided, in one call to the store."""
+        values = await self._sidecar.get_bulk_state(
+            self._store, [order_key(order_id), void_key(order_id)]
+        )
+        document = values.get(order_key(order_id))
+        order = None if document is None else Order.model_validate(document)
+        return order, void_key(order_id) in values
 
     async def save(self, order: Order) -> None:
         """Overwrites an order (a status change); plain saves never go through the outbox."""

@@ -1,7 +1,8 @@
 """A small async client for the Dapr sidecar's HTTP API.
 
 One instance per process, opened at start-up: it keeps its connections to the sidecar alive.
-Every call has a total deadline, so a hung sidecar or store turns into `SidecarError` in time.
+Every call has a total deadline (the client's, or a shorter one per call), so a hung sidecar
+or store turns into `SidecarError` in time.
 """
 
 import asyncio
@@ -42,18 +43,29 @@ class DaprSidecar:
             return False
         return response.status_code == httpx.codes.NO_CONTENT
 
-    async def execute_transaction(self, store: str, operations: list[dict[str, Any]]) -> None:
+    async def execute_transaction(
+        self, store: str, operations: list[dict[str, Any]], *, timeout_seconds: float | None = None
+    ) -> None:
         """Runs a state transaction; on a store with an outbox this also publishes each upsert."""
-        await self._call(
-            "POST", f"/v1.0/state/{store}/transaction", json={"operations": operations}
-        )
+        path = f"/v1.0/state/{store}/transaction"
+        body = {"operations": operations}
+        await self._call("POST", path, json=body, timeout_seconds=timeout_seconds)
 
-    async def get_state(self, store: str, key: str) -> tuple[bytes | None, str | None]:
+    async def get_state(
+        self, store: str, key: str, *, timeout_seconds: float | None = None
+    ) -> tuple[bytes | None, str | None]:
         """Returns the stored value and its etag, or (None, None) for a missing key."""
-        response = await self._call("GET", f"/v1.0/state/{store}/{key}")
+        path = f"/v1.0/state/{store}/{key}"
+        response = await self._call("GET", path, timeout_seconds=timeout_seconds)
         if response.status_code == httpx.codes.NO_CONTENT or not response.content:
             return None, None
         return response.content, response.headers.get("etag")
+
+    async def get_bulk_state(self, store: str, keys: list[str]) -> dict[str, Any]:
+        """The values of several keys in one call, parsed from JSON; missing keys are left out."""
+        body = {"keys": keys, "parallelism": len(keys)}
+        response = await self._call("POST", f"/v1.0/state/{store}/bulk", json=body)
+        return {item["key"]: item["data"] for item in response.json() if "data" in item}
 
     async def save_state(
         self,
@@ -64,6 +76,7 @@ class DaprSidecar:
         etag: str | None = None,
         first_write: bool = False,
         ttl_seconds: int | None = None,
+        timeout_seconds: float | None = None,
     ) -> None:
         """Saves one key (outside any outbox). With `first_write`, a missing etag means
         "only if absent" and a stale one raises `EtagMismatchError`; with `ttl_seconds` the
@@ -75,13 +88,19 @@ class DaprSidecar:
             item["metadata"] = {"ttlInSeconds": str(ttl_seconds)}
         if etag is not None:
             item["etag"] = etag
-        await self._call("POST", f"/v1.0/state/{store}", json=[item])
+        path = f"/v1.0/state/{store}"
+        await self._call("POST", path, json=[item], timeout_seconds=timeout_seconds)
+
+    async def delete_state(self, store: str, key: str) -> None:
+        await self._call("DELETE", f"/v1.0/state/{store}/{key}")
 
     async def publish(self, pubsub: str, topic: str, data: Any) -> None:
         await self._call("POST", f"/v1.0/publish/{pubsub}/{topic}", json=data)
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = await self._send(method, path, **kwargs)
+    async def _call(
+        self, method: str, path: str, *, timeout_seconds: float | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        response = await self._send(method, path, timeout_seconds=timeout_seconds, **kwargs)
         if response.status_code == httpx.codes.CONFLICT:
             raise EtagMismatchError(f"{method} {path}: {response.text}")
         if response.is_error:

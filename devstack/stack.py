@@ -80,6 +80,8 @@ class StackOptions:
 
 @dataclass
 class RunningApp:
+    app_id: str
+    argv: list[str]
     app: ManagedProcess
     sidecar: ManagedProcess
     ports: AppPorts
@@ -101,15 +103,24 @@ class Stack:
 
 def start_stack(group: ProcessGroup, options: StackOptions) -> Stack:
     """Starts the placer and the API, each beside its own daprd, and waits until all are ready."""
-    placer_argv = _placer_argv(options)
-    placer = start_app(group, options, options.placer_app_id, options.placer, placer_argv)
-    api = start_app(group, options, options.api_app_id, options.api, _api_argv(options))
+    placer_command = placer_argv(options)
+    placer = start_app(group, options, options.placer_app_id, options.placer, placer_command)
+    api = start_app(group, options, options.api_app_id, options.api, api_argv(options))
     return Stack(api=api, placer=placer)
 
 
 def start_app(
     group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, argv: list[str]
 ) -> RunningApp:
+    app = start_app_process(group, options, app_id, ports, argv)
+    sidecar = start_sidecar(group, options, app_id, ports)
+    return RunningApp(app_id=app_id, argv=argv, app=app, sidecar=sidecar, ports=ports)
+
+
+def start_app_process(
+    group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, argv: list[str]
+) -> ManagedProcess:
+    """The app alone (its sidecar comes next, or is still running)."""
     app_env = {
         **os.environ,
         **options.app_env,
@@ -119,8 +130,7 @@ def start_app(
     }
     app = group.start(app_id, argv, env=app_env, cwd=PROJECT_ROOT, echo=options.echo)
     wait_until(app, port_open(ports.app), what="starting", timeout_seconds=STARTUP_TIMEOUT_SECONDS)
-    sidecar = start_sidecar(group, options, app_id, ports)
-    return RunningApp(app=app, sidecar=sidecar, ports=ports)
+    return app
 
 
 def start_sidecar(
@@ -137,6 +147,12 @@ def start_sidecar(
         "--metrics-port", str(ports.dapr_metrics),
         "--config", str(options.config),
         "--log-level", "warn",
+        # No deliveries to an app that stopped answering (a crashed placer, say): they wait
+        # in the stream for it, or for another replica, instead of burning their retries.
+        "--enable-app-health-check",
+        "--app-health-check-path", "/health/live",
+        "--app-health-probe-interval", "1",
+        "--app-health-threshold", "2",
     ]  # fmt: skip
     for resources in options.resources:
         argv += ["--resources-path", str(resources)]
@@ -156,14 +172,14 @@ def _uvicorn(module: str, host: str, port: int) -> list[str]:
     return [sys.executable, "-m", "uvicorn", module, "--host", host, "--port", str(port)]
 
 
-def _api_argv(options: StackOptions) -> list[str]:
-    argv = _uvicorn("app.main:app", options.api_host, options.api.app)
+def api_argv(options: StackOptions, port: int | None = None) -> list[str]:
+    argv = _uvicorn("app.main:app", options.api_host, port or options.api.app)
     if options.environment is Environment.DEVELOPMENT:
         return [*argv, "--reload", "--reload-dir", str(PROJECT_ROOT / "app"),
                 "--reload-dir", str(PROJECT_ROOT / "core")]  # fmt: skip
     return [*argv, "--workers", str(options.api_workers), "--no-access-log"]
 
 
-def _placer_argv(options: StackOptions) -> list[str]:
+def placer_argv(options: StackOptions, port: int | None = None) -> list[str]:
     # The placer is only reached by its sidecar, so it listens on loopback in every mode.
-    return _uvicorn("placer.main:app", "127.0.0.1", options.placer.app)
+    return _uvicorn("placer.main:app", "127.0.0.1", port or options.placer.app)

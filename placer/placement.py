@@ -51,17 +51,30 @@ class Placer:
         if order is None:
             return Delivery.DROP
         try:
-            stored = await self._orders.get(order.id)
+            stored, voided = await self._orders.get_for_placement(order.id)
         except SidecarError as error:
             logger.warning("order %s: cannot read its state, retrying: %s", order.id, error)
             return Delivery.RETRY
         if stored is None:
             logger.error("order %s: not in the store, dropping the event", order.id)
             return Delivery.DROP
-        if stored.status is OrderStatus.PLACED:
-            logger.info("order %s: already placed, skipping a repeated delivery", order.id)
+        if stored.status in (OrderStatus.PLACED, OrderStatus.REJECTED):
+            logger.info("order %s: already %s, skipping the delivery", order.id, stored.status)
             return Delivery.SUCCESS
+        if voided:
+            return await self._reject(stored)
         return await self._place(stored)
+
+    async def _reject(self, order: Order) -> Delivery:
+        """An order committed after its client was told it failed: it is never placed."""
+        try:
+            await self._orders.save(order.model_copy(update={"status": OrderStatus.REJECTED}))
+        except SidecarError as error:
+            logger.warning("order %s: cannot mark it rejected, retrying: %s", order.id, error)
+            return Delivery.RETRY
+        await self._record(order, OrderEventKind.REJECTED, "answered 500 before it committed")
+        logger.warning("order %s: committed after its client got a 500; not placed", order.id)
+        return Delivery.SUCCESS
 
     async def _place(self, order: Order) -> Delivery:
         try:
@@ -95,7 +108,7 @@ class Placer:
             return Delivery.SUCCESS  # nothing to mark: the message was never an order
         try:
             stored = await self._orders.get(order.id)
-            if stored is None or stored.status is OrderStatus.PLACED:
+            if stored is None or stored.status in (OrderStatus.PLACED, OrderStatus.REJECTED):
                 return Delivery.SUCCESS
             failed = stored.model_copy(
                 update={"status": OrderStatus.FAILED, "failure_reason": DEAD_LETTER_REASON}

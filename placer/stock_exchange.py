@@ -7,11 +7,14 @@ Accepted ids are kept in a ledger (SQLite, shared by every placer process on the
 which tests read to check that each order reached the exchange exactly once.
 """
 
+import json
 import random
 import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+
+from pydantic import BaseModel, Field
 
 from core.config import settings
 from core.domain import Order
@@ -69,10 +72,29 @@ def ledger() -> ExchangeLedger:
     return _ledger
 
 
+class ExchangeBehaviour(BaseModel):
+    latency_seconds: float = Field(ge=0)
+    failure_rate: float = Field(ge=0, le=1)
+
+
+def behaviour() -> ExchangeBehaviour:
+    """The configured latency and failure rate, or those of the control file when present."""
+    configured = ExchangeBehaviour(
+        latency_seconds=settings.EXCHANGE_LATENCY_SECONDS,
+        failure_rate=settings.EXCHANGE_FAILURE_RATE,
+    )
+    control = settings.EXCHANGE_CONTROL_PATH
+    if control is None or not control.exists():
+        return configured
+    overrides = json.loads(control.read_text() or "{}")
+    return ExchangeBehaviour.model_validate({**configured.model_dump(), **overrides})
+
+
 def place_order(order: Order) -> None:
     """Places `order` with its id as the client order id. Blocks for the exchange's latency;
     raises OrderPlacementError when the exchange fails."""
-    time.sleep(settings.EXCHANGE_LATENCY_SECONDS)
-    if random.random() < settings.EXCHANGE_FAILURE_RATE:  # noqa: S311 - simulation, not crypto
+    now = behaviour()
+    time.sleep(now.latency_seconds)
+    if random.random() < now.failure_rate:  # noqa: S311 - simulation, not crypto
         raise OrderPlacementError(f"the exchange did not accept order {order.id}")
     ledger().accept(order)

@@ -30,6 +30,7 @@ class Stores:
     redis: RedisServer
     postgres: PostgresServer | None
     redis_data: Path
+    postgres_data: Path
     group: ProcessGroup
 
     def endpoints(self) -> StoreEndpoints:
@@ -51,28 +52,47 @@ class Stores:
         value = row[0]
         return dict(value) if isinstance(value, dict) else dict(json.loads(bytes(value)))
 
-    def stored_order_count(self) -> int:
+    def stored_orders(self) -> dict[str, dict[str, Any]]:
+        """Every order document in the store, by id, read without Dapr."""
+        prefix = f"{KEY_PREFIX}order-"
+        documents: dict[str, dict[str, Any]] = {}
         if self.kind is StateStoreKind.REDIS:
             with redis.Redis(port=self.redis.port, socket_timeout=5) as client:
-                return sum(1 for _ in client.scan_iter(f"{KEY_PREFIX}order-*"))
+                for key in client.scan_iter(f"{prefix}*", count=1000):
+                    order_id = key.decode().removeprefix(prefix)
+                    value = client.hget(key, "data")
+                    if value is not None and not order_id.startswith("events-"):
+                        documents[order_id] = dict(json.loads(value))
+            return documents
         assert self.postgres is not None
         with psycopg.connect(self.postgres.connection_string) as connection:
-            row = connection.execute(
-                "SELECT count(*) FROM state WHERE key LIKE %s", (f"{KEY_PREFIX}order-%",)
-            ).fetchone()
-        return int(row[0]) if row else 0
+            rows = connection.execute(
+                "SELECT key, value FROM state WHERE key LIKE %s AND key NOT LIKE %s",
+                (f"{prefix}%", f"{prefix}events-%"),
+            ).fetchall()
+        for key, value in rows:
+            document = value if isinstance(value, dict) else json.loads(bytes(value))
+            documents[key.removeprefix(prefix)] = dict(document)
+        return documents
+
+    def stored_order_count(self) -> int:
+        return len(self.stored_orders())
 
     def restart_redis(self) -> None:
-        start_redis(self.group, self.redis_data, self.redis.port)
+        self.redis = start_redis(self.group, self.redis_data, self.redis.port)
+
+    def restart_postgres(self) -> None:
+        assert self.postgres is not None
+        self.postgres = start_postgres(self.group, self.postgres_data, self.postgres.port)
 
 
 def start_stores(group: ProcessGroup, kind: StateStoreKind, data_dir: Path) -> Stores:
-    redis_data = data_dir / "redis"
+    redis_data, postgres_data = data_dir / "redis", data_dir / "postgres"
     redis_server = start_redis(group, redis_data, free_port())
     postgres = None
     if kind is StateStoreKind.POSTGRES:
-        postgres = start_postgres(group, data_dir / "postgres", free_port())
-    return Stores(kind, redis_server, postgres, redis_data, group)
+        postgres = start_postgres(group, postgres_data, free_port())
+    return Stores(kind, redis_server, postgres, redis_data, postgres_data, group)
 
 
 def fast_retry_components(target: Path) -> Path:

@@ -115,6 +115,10 @@ dapr.io/config: {{ include "order-service.daprConfig" .root }}
 dapr.io/log-level: {{ .root.Values.dapr.logLevel }}
 dapr.io/log-as-json: "true"
 dapr.io/enable-metrics: "true"
+dapr.io/enable-app-health-check: "true"
+dapr.io/app-health-check-path: /health/live
+dapr.io/app-health-probe-interval: "5"
+dapr.io/app-health-threshold: "3"
 dapr.io/api-token-secret: {{ include "order-service.tokensSecret" .root }}
 dapr.io/graceful-shutdown-seconds: {{ .root.Values.dapr.gracefulShutdownSeconds | quote }}
 dapr.io/sidecar-cpu-request: {{ .root.Values.dapr.sidecar.cpuRequest | quote }}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from app.ordering import IdempotencyKeyReusedError, accept_order
+from app.ordering import IdempotencyKeyReusedError, OrderNotAcceptedError, accept_order, commit
 from core.domain import Order, OrderRequest
 from core.sidecar import SidecarError
 from tests.factories import limit_order_body
@@ -12,17 +12,24 @@ class MemoryOrders:
     def __init__(self) -> None:
         self.orders: dict[str, Order] = {}
         self.keys: dict[str, Order] = {}
+        self.voided: set[str] = set()
         self.creates = 0
         self.fail_creates = False
 
-    async def create(self, order: Order) -> None:
+    async def create(self, order: Order, timeout_seconds: float | None = None) -> None:
         self.creates += 1
         if self.fail_creates:
             raise SidecarError("store down")
         self.orders[order.id] = order
 
-    async def get(self, order_id: str) -> Order | None:
+    async def get(self, order_id: str, timeout_seconds: float | None = None) -> Order | None:
         return self.orders.get(order_id)
+
+    async def void(self, order_id: str, timeout_seconds: float | None = None) -> None:
+        self.voided.add(order_id)
+
+    async def unvoid(self, order_id: str) -> None:
+        self.voided.discard(order_id)
 
     async def reserve_idempotency_key(self, key: str, order: Order, retention: int) -> Order:
         return self.keys.setdefault(key, order)
@@ -65,9 +72,35 @@ async def test_same_key_with_another_body_is_refused() -> None:
 async def test_retry_after_a_failed_commit_commits_the_reserved_order() -> None:
     orders = MemoryOrders()
     orders.fail_creates = True
-    with pytest.raises(SidecarError):
+    with pytest.raises(OrderNotAcceptedError):
         await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    assert orders.voided == {orders.keys["k"].id}  # the failed commit may never be placed
     orders.fail_creates = False
     retried = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
     assert retried.order == orders.keys["k"]
     assert list(orders.orders) == [retried.order.id]
+    assert orders.voided == set()  # the retry's commit is the one to place
+
+
+@pytest.mark.anyio
+async def test_commit_that_lands_late_but_within_the_deadline_is_accepted() -> None:
+    orders = MemoryOrders()
+    order = Order.accept(request())
+
+    async def slow_create(order: Order, timeout_seconds: float | None = None) -> None:
+        orders.orders[order.id] = order  # it lands, but the answer is lost
+        raise SidecarError("no answer in time")
+
+    orders.create = slow_create  # type: ignore[method-assign]
+    assert await commit(order, orders) == order  # type: ignore[arg-type]
+    assert orders.voided == set()
+
+
+@pytest.mark.anyio
+async def test_commit_that_did_not_land_is_voided_so_it_is_never_placed() -> None:
+    orders = MemoryOrders()
+    orders.fail_creates = True
+    order = Order.accept(request())
+    with pytest.raises(OrderNotAcceptedError):
+        await commit(order, orders)  # type: ignore[arg-type]
+    assert orders.voided == {order.id}

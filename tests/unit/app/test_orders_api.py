@@ -20,17 +20,24 @@ class FakeOrders:
     def __init__(self, failure: Exception | None = None) -> None:
         self.saved: dict[str, Order] = {}
         self.keys: dict[str, Order] = {}
+        self.voided: set[str] = set()
         self.failure = failure
 
-    async def create(self, order: Order) -> None:
+    async def create(self, order: Order, timeout_seconds: float | None = None) -> None:
         if self.failure:
             raise self.failure
         self.saved[order.id] = order
 
-    async def get(self, order_id: str) -> Order | None:
+    async def get(self, order_id: str, timeout_seconds: float | None = None) -> Order | None:
         if self.failure:
             raise self.failure
         return self.saved.get(order_id)
+
+    async def void(self, order_id: str, timeout_seconds: float | None = None) -> None:
+        self.voided.add(order_id)
+
+    async def unvoid(self, order_id: str) -> None:
+        self.voided.discard(order_id)
 
     async def reserve_idempotency_key(self, key: str, order: Order, retention: int) -> Order:
         return self.keys.setdefault(key, order)

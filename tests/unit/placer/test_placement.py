@@ -16,12 +16,16 @@ class FakeOrders:
         self.saved = {order.id: order for order in orders}
         self.dead_lettered: list[str] = []
         self.events: dict[str, list[OrderEventKind]] = {}
+        self.voided: set[str] = set()
         self.failure: Exception | None = None
 
     async def get(self, order_id: str) -> Order | None:
         if self.failure:
             raise self.failure
         return self.saved.get(order_id)
+
+    async def get_for_placement(self, order_id: str) -> tuple[Order | None, bool]:
+        return await self.get(order_id), order_id in self.voided
 
     async def save(self, order: Order) -> None:
         if self.failure:
@@ -130,3 +134,19 @@ async def test_dead_letter_of_a_placed_order_changes_nothing() -> None:
     assert await placer(orders, FakeExchange()).dead_letter(event_for(order)) is Delivery.SUCCESS
     assert orders.saved[order.id].status is OrderStatus.PLACED
     assert orders.dead_lettered == []
+
+
+@pytest.mark.anyio
+async def test_voided_order_is_rejected_and_never_reaches_the_exchange() -> None:
+    order = accepted_order()
+    orders, exchange = FakeOrders(order), FakeExchange()
+    orders.voided.add(order.id)
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == []
+    assert orders.saved[order.id].status is OrderStatus.REJECTED
+    assert orders.events[order.id] == [OrderEventKind.REJECTED]
+    # A redelivery changes nothing, and a dead letter does not make it re-drivable.
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert await placer(orders, exchange).dead_letter(event_for(order)) is Delivery.SUCCESS
+    assert orders.dead_lettered == []
+    assert exchange.calls == []

@@ -1,0 +1,279 @@
+"""The fault matrix's stack: two APIs and two placers (each with its own daprd, same app ids,
+shared stores), a steady stream of orders, one fault in the middle, and a report from the
+stores and the exchange ledger."""
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from core.config import StateStoreKind
+from devstack.processes import ManagedProcess, ProcessGroup
+from devstack.stack import (
+    API_APP_ID,
+    COMPONENTS_DIR,
+    PLACER_APP_ID,
+    AppPorts,
+    RunningApp,
+    StackOptions,
+    api_argv,
+    placer_argv,
+    start_app,
+    start_app_process,
+    start_sidecar,
+)
+from placer.stock_exchange import ExchangeLedger
+from tests.factories import limit_order_body, market_order_body
+from tests.integration.stack_fixtures import Stores, start_stores
+
+PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
+ORDER_TIMEOUT_SECONDS = 3.0
+CLIENT_TIMEOUT_SECONDS = 15.0
+
+
+def fault_components(target: Path) -> Path:
+    """components/ with redelivery and retries scaled down, so a case drains in seconds, not
+    minutes: a crashed placer's deliveries come back after 20 s instead of 180 s, and the
+    retries (about 16 s in all) still end well before that."""
+    shutil.copytree(COMPONENTS_DIR, target)
+    pubsub_path = target / "common" / "pubsub.yaml"
+    pubsub = yaml.safe_load(pubsub_path.read_text())
+    for item in pubsub["spec"]["metadata"]:
+        if item["name"] == "processingTimeout":
+            item["value"] = "20s"
+        if item["name"] == "redeliverInterval":
+            item["value"] = "5s"
+    pubsub_path.write_text(yaml.safe_dump(pubsub))
+    resiliency_path = target / "common" / "resiliency.yaml"
+    resiliency = yaml.safe_load(resiliency_path.read_text())
+    resiliency["spec"]["policies"]["retries"]["placementRetry"].update(
+        {"maxInterval": "2s", "maxRetries": 10}
+    )
+    resiliency["spec"]["policies"]["timeouts"]["placementAttempt"] = "5s"
+    resiliency_path.write_text(yaml.safe_dump(resiliency))
+    return target
+
+
+@dataclass
+class FaultStack:
+    stores: Stores
+    apis: list[RunningApp]
+    placers: list[RunningApp]
+    options: StackOptions
+    group: ProcessGroup
+    ledger_path: Path
+    control_path: Path
+
+    def set_exchange(self, **behaviour: float) -> None:
+        self.control_path.write_text(json.dumps(behaviour))
+
+    def heal_exchange(self) -> None:
+        self.control_path.unlink(missing_ok=True)
+
+    def restart(self, process: ManagedProcess) -> None:
+        """Starts a killed process again, as Kubernetes restarts a crashed container."""
+        for running in (*self.apis, *self.placers):
+            if process is running.sidecar:
+                running.sidecar = start_sidecar(
+                    self.group, self.options, running.app_id, running.ports
+                )
+                return
+            if process is running.app:
+                running.app = start_app_process(
+                    self.group, self.options, running.app_id, running.ports, running.argv
+                )
+                return
+        raise ValueError(f"{process.name} is not part of this stack")
+
+
+@contextmanager
+def fault_stack(tmp: Path, kind: StateStoreKind, replicas: int = 2) -> Iterator[FaultStack]:
+    ledger_path, control_path = tmp / "ledger.sqlite3", tmp / "exchange-control.json"
+    components = fault_components(tmp / "components")
+    env = {
+        "EXCHANGE_LEDGER_PATH": str(ledger_path),
+        "EXCHANGE_CONTROL_PATH": str(control_path),
+        "EXCHANGE_LATENCY_SECONDS": "0.05",
+        "EXCHANGE_FAILURE_RATE": "0.1",
+        "ORDER_TIMEOUT_SECONDS": str(ORDER_TIMEOUT_SECONDS),
+        "LOG_LEVEL": "WARNING",
+    }
+    with ProcessGroup(tmp) as group:
+        stores = start_stores(group, kind, tmp / "data")
+        options = StackOptions(
+            stores=stores.endpoints(),
+            resources=[components / "common", components / kind.value],
+            config=components / "config.yaml",
+            app_env=env,
+            dapr_api_token=secrets.token_urlsafe(24),
+            app_api_token=secrets.token_urlsafe(24),
+        )
+        placers, apis = [], []
+        for _ in range(replicas):
+            ports = AppPorts.free()
+            argv = placer_argv(options, ports.app)
+            placers.append(start_app(group, options, PLACER_APP_ID, ports, argv))
+        for _ in range(replicas):
+            ports = AppPorts.free()
+            apis.append(start_app(group, options, API_APP_ID, ports, api_argv(options, ports.app)))
+        yield FaultStack(stores, apis, placers, options, group, ledger_path, control_path)
+
+
+@dataclass
+class Answer:
+    status: int | None  # None: no answer (connection refused or reset, client timeout)
+    seconds: float
+    body: Any = None
+
+
+@dataclass
+class CaseReport:
+    case: str
+    store: str
+    orders: int
+    answered_201: int = 0
+    answered_500: int = 0
+    no_answer: int = 0
+    other_status: int = 0
+    placed: int = 0
+    dead_lettered: int = 0
+    lost: int = 0
+    resubmitted: int = 0
+    committed_after_500: int = 0  # answered 500, yet in the store
+    placed_after_500: int = 0  # answered 500, yet placed: must never happen
+    wrong_500_bodies: int = 0
+    slowest_500_ms: float = 0.0
+    slowest_201_ms: float = 0.0
+    drain_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def passed(self) -> bool:
+        bound_ms = (ORDER_TIMEOUT_SECONDS + 0.5) * 1000
+        return (
+            self.lost == 0
+            and self.placed_after_500 == 0
+            and self.wrong_500_bodies == 0
+            and self.slowest_500_ms <= bound_ms
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "passed": self.passed()}
+
+
+async def drive(
+    stack: FaultStack, orders: int, rate_per_second: float, fault: Callable[[], None]
+) -> dict[int, Answer]:
+    """Sends `orders` orders at a steady rate, round-robin over the APIs (skipping one that
+    refuses connections, as a load balancer would), and runs `fault` halfway through."""
+    answers: dict[int, Answer] = {}
+    fault_task: asyncio.Task[None] | None = None
+
+    async def send(client: httpx.AsyncClient, number: int) -> None:
+        # The quantity tells the requests apart, also those that got no 201 (and no id).
+        quantity = number + 1
+        body = (
+            limit_order_body(quantity=quantity)
+            if number % 2
+            else market_order_body(quantity=quantity)
+        )
+        started = time.monotonic()
+        for attempt in range(len(stack.apis)):
+            api = stack.apis[(number + attempt) % len(stack.apis)]
+            try:
+                response = await client.post(f"{api.url}/orders", json=body)
+            except httpx.ConnectError:
+                continue  # nothing was sent: try the other API
+            except httpx.HTTPError:
+                break
+            answers[quantity] = Answer(
+                response.status_code, time.monotonic() - started, response.json()
+            )
+            return
+        answers[quantity] = Answer(None, time.monotonic() - started)
+
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_SECONDS, limits=limits) as client:
+        tasks = []
+        for number in range(orders):
+            if number == orders // 2:
+                fault_task = asyncio.create_task(asyncio.to_thread(fault))
+            tasks.append(asyncio.create_task(send(client, number)))
+            await asyncio.sleep(1 / rate_per_second)
+        await asyncio.gather(*tasks)
+        if fault_task is not None:
+            await fault_task
+    return answers
+
+
+def accepted_ids(answers: dict[int, Answer]) -> set[str]:
+    return {str(answer.body["id"]) for answer in answers.values() if answer.status == 201}
+
+
+def settle(
+    stack: FaultStack, answers: dict[int, Answer], deadline_seconds: float
+) -> tuple[dict[str, dict[str, Any]], dict[str, int], float]:
+    """Waits until every accepted order is placed or dead-lettered (or the deadline passes)."""
+    accepted = accepted_ids(answers)
+    started = time.monotonic()
+    while True:
+        ledger = ExchangeLedger(stack.ledger_path).submissions()
+        stored = stack.stores.stored_orders()
+        still_open = [
+            order_id
+            for order_id in accepted
+            if order_id not in ledger and stored.get(order_id, {}).get("status") != "failed"
+        ]
+        waited = time.monotonic() - started
+        if not still_open or waited > deadline_seconds:
+            return stored, ledger, waited
+        time.sleep(1)
+
+
+def report(
+    case: str, stack: FaultStack, answers: dict[int, Answer], deadline_seconds: float
+) -> CaseReport:
+    stored, ledger, waited = settle(stack, answers, deadline_seconds)
+    accepted = accepted_ids(answers)
+    failures = {q: answer for q, answer in answers.items() if answer.status == 500}
+    result = CaseReport(case=case, store=stack.stores.kind.value, orders=len(answers))
+    result.answered_201 = len(accepted)
+    result.answered_500 = len(failures)
+    result.no_answer = sum(1 for answer in answers.values() if answer.status is None)
+    result.other_status = len(answers) - result.answered_201 - result.answered_500
+    result.other_status -= result.no_answer
+    result.placed = len(accepted & set(ledger))
+    result.dead_lettered = sum(
+        1 for i in accepted - set(ledger) if stored.get(i, {}).get("status") == "failed"
+    )
+    result.lost = result.answered_201 - result.placed - result.dead_lettered
+    # Orders the exchange received more than once: its client order id check placed each once.
+    result.resubmitted = sum(1 for count in ledger.values() if count > 1)
+    by_quantity = {document["quantity"]: order_id for order_id, document in stored.items()}
+    committed_after_500 = {by_quantity[q] for q in failures if q in by_quantity}
+    result.committed_after_500 = len(committed_after_500)
+    result.placed_after_500 = len(committed_after_500 & set(ledger))
+    result.wrong_500_bodies = sum(
+        1 for answer in failures.values() if answer.body != PLACEMENT_FAILED
+    )
+    result.slowest_500_ms = round(max((a.seconds for a in failures.values()), default=0) * 1000, 1)
+    result.slowest_201_ms = round(
+        max((a.seconds for a in answers.values() if a.status == 201), default=0) * 1000, 1
+    )
+    result.drain_seconds = round(waited, 1)
+    return result
+
+
+def kill(process: ManagedProcess) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.popen.wait(timeout=10)
