@@ -17,11 +17,7 @@ from core.sidecar import DaprSidecar
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    sidecar = DaprSidecar(
-        settings.DAPR_HTTP_ENDPOINT,
-        api_token=settings.DAPR_API_TOKEN,
-        timeout_seconds=settings.ORDER_TIMEOUT_SECONDS,
-    )
+    sidecar = DaprSidecar.of_this_app()
     app.state.sidecar = sidecar
     app.state.orders = OrderRepository(sidecar, settings.STATE_STORE)
     yield

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from core.config import settings
+
 logger = logging.getLogger(__name__)
 
 
@@ -31,6 +33,15 @@ class DaprSidecar:
             headers=headers,
             timeout=httpx.Timeout(timeout_seconds),
             limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+        )
+
+    @classmethod
+    def of_this_app(cls, endpoint: str | None = None) -> "DaprSidecar":
+        """The client of this process's own sidecar, as the settings describe it."""
+        return cls(
+            endpoint or settings.DAPR_HTTP_ENDPOINT,
+            api_token=settings.DAPR_API_TOKEN,
+            timeout_seconds=settings.ORDER_TIMEOUT_SECONDS,
         )
 
     async def aclose(self) -> None:

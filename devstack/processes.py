@@ -93,7 +93,10 @@ class ProcessGroup:
     ) -> ManagedProcess:
         """Starts `argv`. Output goes to `<log_dir>/<name>.log`, and also to our stderr,
         prefixed with the name, when `echo` is set."""
-        log_path = None if self.log_dir is None else self.log_dir / f"{name}.log"
+        # Replicas share a name (an app id); their logs get a number after the first.
+        same_name = sum(1 for process in self.processes if process.name == name)
+        log_name = name if same_name == 0 else f"{name}-{same_name + 1}"
+        log_path = None if self.log_dir is None else self.log_dir / f"{log_name}.log"
         popen = subprocess.Popen(
             argv,
             env=None if env is None else dict(env),

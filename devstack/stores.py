@@ -1,9 +1,11 @@
 """Private Redis and PostgreSQL servers on loopback, for a developer's run or a test session."""
 
+import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +75,23 @@ def start_postgres(group: ProcessGroup, data_dir: Path, port: int) -> PostgresSe
     )  # fmt: skip
     process = group.start(f"postgres-{port}", argv)
     server = PostgresServer(process, port)
-    wait_until(process, port_open(port), what="starting", timeout_seconds=STARTUP_TIMEOUT_SECONDS)
+    wait_until(
+        process,
+        _accepting_connections(bin_dir, port),
+        what="starting",
+        timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+    )
     _create_database(bin_dir, server)
     return server
+
+
+def _accepting_connections(bin_dir: Path, port: int) -> Callable[[], bool]:
+    # An open port is not enough: a starting (or recovering) server refuses sessions.
+    def check() -> bool:
+        command = [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-t", "1"]
+        return subprocess.run(command, capture_output=True, timeout=10, check=False).returncode == 0
+
+    return check
 
 
 def _create_database(bin_dir: Path, server: PostgresServer) -> None:
@@ -127,6 +143,9 @@ def _usable_data_dir(data_dir: Path) -> Path:
     )
     if reachable:
         return data_dir
-    fallback = Path(tempfile.mkdtemp(prefix="order-service-postgres-"))
+    # Named after `data_dir`, so a restart finds the same cluster again.
+    digest = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+    fallback = Path(tempfile.gettempdir()) / f"order-service-postgres-{digest}"
+    fallback.mkdir(mode=0o700, exist_ok=True)
     shutil.chown(fallback, "postgres", "postgres")
     return fallback

@@ -28,11 +28,7 @@ class Health(BaseModel):
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    sidecar = DaprSidecar(
-        settings.DAPR_HTTP_ENDPOINT,
-        api_token=settings.DAPR_API_TOKEN,
-        timeout_seconds=settings.ORDER_TIMEOUT_SECONDS,
-    )
+    sidecar = DaprSidecar.of_this_app()
     orders = OrderRepository(sidecar, settings.PLACER_STATE_STORE)
     app.state.sidecar = sidecar
     app.state.placer = Placer(orders, place_order, settings.PLACER_CONCURRENCY)

@@ -40,11 +40,7 @@ async def redrive(sidecar: DaprSidecar, orders: OrderRepository) -> int:
 
 async def main(dapr_endpoint: str = settings.DAPR_HTTP_ENDPOINT) -> None:
     configure_logging(settings.LOG_LEVEL)
-    sidecar = DaprSidecar(
-        dapr_endpoint,
-        api_token=settings.DAPR_API_TOKEN,
-        timeout_seconds=settings.ORDER_TIMEOUT_SECONDS,
-    )
+    sidecar = DaprSidecar.of_this_app(dapr_endpoint)
     try:
         count = await redrive(sidecar, OrderRepository(sidecar, settings.PLACER_STATE_STORE))
     finally:

@@ -202,7 +202,8 @@ async def drive(
             return
         answers[quantity] = Answer(None, time.monotonic() - started)
 
-    limits = httpx.Limits(max_connections=64)
+    # Enough connections that no request waits on the client's side: latencies are the API's.
+    limits = httpx.Limits(max_connections=orders, max_keepalive_connections=orders)
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_SECONDS, limits=limits) as client:
         tasks = []
         for number in range(orders):

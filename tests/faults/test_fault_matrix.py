@@ -109,6 +109,7 @@ def test_fault(case: str, tmp_path: Path, reports: list[CaseReport]) -> None:
         answers = asyncio.run(drive(stack, ORDERS, RATE_PER_SECOND, lambda: fault(stack)))
         result = report(case, stack, answers, DRAIN_DEADLINE_SECONDS)
     reports.append(result)
+    write_results(reports)  # after every case, so a stopped run still leaves its table
     assert result.answered_201 > 0
     assert result.passed(), result.as_dict()
 

@@ -6,33 +6,7 @@ from app.ordering import IdempotencyKeyReusedError, OrderNotAcceptedError, accep
 from core.domain import Order, OrderRequest
 from core.sidecar import SidecarError
 from tests.factories import limit_order_body
-
-
-class MemoryOrders:
-    def __init__(self) -> None:
-        self.orders: dict[str, Order] = {}
-        self.keys: dict[str, Order] = {}
-        self.voided: set[str] = set()
-        self.creates = 0
-        self.fail_creates = False
-
-    async def create(self, order: Order, timeout_seconds: float | None = None) -> None:
-        self.creates += 1
-        if self.fail_creates:
-            raise SidecarError("store down")
-        self.orders[order.id] = order
-
-    async def get(self, order_id: str, timeout_seconds: float | None = None) -> Order | None:
-        return self.orders.get(order_id)
-
-    async def void(self, order_id: str, timeout_seconds: float | None = None) -> None:
-        self.voided.add(order_id)
-
-    async def unvoid(self, order_id: str) -> None:
-        self.voided.discard(order_id)
-
-    async def reserve_idempotency_key(self, key: str, order: Order, retention: int) -> Order:
-        return self.keys.setdefault(key, order)
+from tests.unit.fakes import MemoryOrders
 
 
 def request(**changes: object) -> OrderRequest:
@@ -46,7 +20,7 @@ async def test_without_a_key_every_request_is_a_new_order() -> None:
     second = await accept_order(request(), None, orders)  # type: ignore[arg-type]
     assert first.order.id != second.order.id
     assert not first.replayed and not second.replayed
-    assert len(orders.orders) == 2
+    assert len(orders.saved) == 2
 
 
 @pytest.mark.anyio
@@ -65,20 +39,20 @@ async def test_same_key_with_another_body_is_refused() -> None:
     await accept_order(request(), "k", orders)  # type: ignore[arg-type]
     with pytest.raises(IdempotencyKeyReusedError):
         await accept_order(request(quantity=2), "k", orders)  # type: ignore[arg-type]
-    assert len(orders.orders) == 1
+    assert len(orders.saved) == 1
 
 
 @pytest.mark.anyio
 async def test_retry_after_a_failed_commit_commits_the_reserved_order() -> None:
     orders = MemoryOrders()
-    orders.fail_creates = True
+    orders.create_failure = SidecarError("store down")
     with pytest.raises(OrderNotAcceptedError):
         await accept_order(request(), "k", orders)  # type: ignore[arg-type]
     assert orders.voided == {orders.keys["k"].id}  # the failed commit may never be placed
-    orders.fail_creates = False
+    orders.create_failure = None
     retried = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
     assert retried.order == orders.keys["k"]
-    assert list(orders.orders) == [retried.order.id]
+    assert list(orders.saved) == [retried.order.id]
     assert orders.voided == set()  # the retry's commit is the one to place
 
 
@@ -88,7 +62,7 @@ async def test_commit_that_lands_late_but_within_the_deadline_is_accepted() -> N
     order = Order.accept(request())
 
     async def slow_create(order: Order, timeout_seconds: float | None = None) -> None:
-        orders.orders[order.id] = order  # it lands, but the answer is lost
+        orders.saved[order.id] = order  # it lands, but the answer is lost
         raise SidecarError("no answer in time")
 
     orders.create = slow_create  # type: ignore[method-assign]
@@ -99,7 +73,7 @@ async def test_commit_that_lands_late_but_within_the_deadline_is_accepted() -> N
 @pytest.mark.anyio
 async def test_commit_that_did_not_land_is_voided_so_it_is_never_placed() -> None:
     orders = MemoryOrders()
-    orders.fail_creates = True
+    orders.create_failure = SidecarError("store down")
     order = Order.accept(request())
     with pytest.raises(OrderNotAcceptedError):
         await commit(order, orders)  # type: ignore[arg-type]

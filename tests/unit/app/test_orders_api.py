@@ -9,38 +9,11 @@ from fastapi.testclient import TestClient
 from app.deps import get_order_repository, get_sidecar
 from app.main import app
 from core.config import settings
-from core.domain import Order
 from core.sidecar import SidecarError
 from tests.factories import accepted_order, limit_order_body, market_order_body
+from tests.unit.fakes import MemoryOrders
 
 PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
-
-
-class FakeOrders:
-    def __init__(self, failure: Exception | None = None) -> None:
-        self.saved: dict[str, Order] = {}
-        self.keys: dict[str, Order] = {}
-        self.voided: set[str] = set()
-        self.failure = failure
-
-    async def create(self, order: Order, timeout_seconds: float | None = None) -> None:
-        if self.failure:
-            raise self.failure
-        self.saved[order.id] = order
-
-    async def get(self, order_id: str, timeout_seconds: float | None = None) -> Order | None:
-        if self.failure:
-            raise self.failure
-        return self.saved.get(order_id)
-
-    async def void(self, order_id: str, timeout_seconds: float | None = None) -> None:
-        self.voided.add(order_id)
-
-    async def unvoid(self, order_id: str) -> None:
-        self.voided.discard(order_id)
-
-    async def reserve_idempotency_key(self, key: str, order: Order, retention: int) -> Order:
-        return self.keys.setdefault(key, order)
 
 
 class FakeSidecar:
@@ -52,12 +25,12 @@ class FakeSidecar:
 
 
 @pytest.fixture
-def orders() -> FakeOrders:
-    return FakeOrders()
+def orders() -> MemoryOrders:
+    return MemoryOrders()
 
 
 @pytest.fixture
-def client(orders: FakeOrders) -> Iterator[TestClient]:
+def client(orders: MemoryOrders) -> Iterator[TestClient]:
     app.dependency_overrides[get_order_repository] = lambda: orders
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
@@ -65,7 +38,7 @@ def client(orders: FakeOrders) -> Iterator[TestClient]:
 
 
 def test_created_order_has_id_time_status_and_every_field_sent(
-    client: TestClient, orders: FakeOrders
+    client: TestClient, orders: MemoryOrders
 ) -> None:
     body = limit_order_body()
     response = client.post("/orders", json=body)
@@ -84,7 +57,7 @@ def test_market_order_is_created_without_limit_price(client: TestClient) -> None
 
 
 def test_invalid_order_is_422_with_the_reason_and_nothing_is_stored(
-    client: TestClient, orders: FakeOrders
+    client: TestClient, orders: MemoryOrders
 ) -> None:
     response = client.post("/orders", json=market_order_body(limit_price=10))
     assert response.status_code == 422
@@ -108,7 +81,7 @@ def test_malformed_body_is_422(client: TestClient, content: bytes, content_type:
     assert response.status_code == 422
 
 
-def test_oversized_body_is_413_before_validation(client: TestClient, orders: FakeOrders) -> None:
+def test_oversized_body_is_413_before_validation(client: TestClient, orders: MemoryOrders) -> None:
     body = limit_order_body(padding="x" * settings.MAX_BODY_BYTES)
     response = client.post("/orders", json=body)
     assert response.status_code == 413
@@ -130,7 +103,7 @@ def test_oversized_chunked_body_is_413(client: TestClient) -> None:
     "failure", [SidecarError("sidecar gone"), RuntimeError("a bug"), TimeoutError()]
 )
 def test_any_failure_after_validation_is_500_with_the_fixed_message(
-    client: TestClient, orders: FakeOrders, failure: Exception
+    client: TestClient, orders: MemoryOrders, failure: Exception
 ) -> None:
     orders.failure = failure
     response = client.post("/orders", json=limit_order_body())
@@ -139,7 +112,7 @@ def test_any_failure_after_validation_is_500_with_the_fixed_message(
     assert "sidecar gone" not in response.text
 
 
-def test_read_order_returns_it_with_its_status(client: TestClient, orders: FakeOrders) -> None:
+def test_read_order_returns_it_with_its_status(client: TestClient, orders: MemoryOrders) -> None:
     order = accepted_order()
     orders.saved[order.id] = order
     response = client.get(f"/orders/{order.id}")
@@ -156,7 +129,7 @@ def test_malformed_order_id_is_422(client: TestClient) -> None:
     assert client.get("/orders/NOT_AN_ID").status_code == 422
 
 
-def test_failed_read_is_500_without_the_cause(client: TestClient, orders: FakeOrders) -> None:
+def test_failed_read_is_500_without_the_cause(client: TestClient, orders: MemoryOrders) -> None:
     orders.failure = SidecarError("store down at 10.0.0.1")
     response = client.get("/orders/0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11")
     assert response.status_code == 500
@@ -178,7 +151,7 @@ def test_openapi_documents_the_order_contract(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_idempotency_key_replays_the_first_order(client: TestClient, orders: FakeOrders) -> None:
+def test_idempotency_key_replays_the_first_order(client: TestClient, orders: MemoryOrders) -> None:
     headers = {"Idempotency-Key": "abc"}
     first = client.post("/orders", json=limit_order_body(), headers=headers)
     again = client.post("/orders", json=limit_order_body(), headers=headers)

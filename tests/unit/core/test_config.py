@@ -1,0 +1,31 @@
+"""Settings: one place, every variable documented in .env.example."""
+
+import re
+
+import pytest
+from pydantic import ValidationError
+
+from core.config import PROJECT_ROOT, Environment, Settings
+
+
+def test_every_setting_is_documented_in_env_example_and_nothing_else() -> None:
+    text = (PROJECT_ROOT / ".env.example").read_text()
+    documented = set(re.findall(r"^#?\s*([A-Z_]+)=", text, re.MULTILINE))
+    settings_names = {field.alias or name for name, field in Settings.model_fields.items()}
+    assert documented == settings_names
+
+
+@pytest.mark.parametrize(
+    ("environment", "port"), [(Environment.DEVELOPMENT, 8000), (Environment.PRODUCTION, 80)]
+)
+def test_environment_chooses_the_api_port(environment: Environment, port: int) -> None:
+    assert port == Settings(_env_file=None, ENVIRONMENT=environment).API_PORT
+
+
+def test_api_port_can_be_overridden() -> None:
+    assert Settings(_env_file=None, API_PORT=9000).API_PORT == 9000
+
+
+def test_dead_letter_topic_must_differ_from_the_orders_topic() -> None:
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, DEAD_LETTER_TOPIC="orders")
