@@ -56,12 +56,12 @@ def fault_components(target: Path) -> Path:
             item["value"] = "5s"
     pubsub_path.write_text(yaml.safe_dump(pubsub))
     resiliency_path = target / "common" / "resiliency.yaml"
-    resiliency = yaml.safe_load(resiliency_path.read_text())
-    resiliency["spec"]["policies"]["retries"]["placementRetry"].update(
+    placement, *others = yaml.safe_load_all(resiliency_path.read_text())
+    placement["spec"]["policies"]["retries"]["placementRetry"].update(
         {"maxInterval": "2s", "maxRetries": 10}
     )
-    resiliency["spec"]["policies"]["timeouts"]["placementAttempt"] = "5s"
-    resiliency_path.write_text(yaml.safe_dump(resiliency))
+    placement["spec"]["policies"]["timeouts"]["placementAttempt"] = "5s"
+    resiliency_path.write_text(yaml.safe_dump_all([placement, *others]))
     return target
 
 

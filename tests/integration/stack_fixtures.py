@@ -100,11 +100,11 @@ def fast_retry_components(target: Path) -> Path:
     that wait for dead letters. Everything else is as shipped."""
     shutil.copytree(COMPONENTS_DIR, target)
     resiliency_path = target / "common" / "resiliency.yaml"
-    resiliency = yaml.safe_load(resiliency_path.read_text())
-    resiliency["spec"]["policies"]["retries"]["placementRetry"].update(
+    placement, *others = yaml.safe_load_all(resiliency_path.read_text())
+    placement["spec"]["policies"]["retries"]["placementRetry"].update(
         {"policy": "constant", "duration": "100ms", "maxRetries": 2}
     )
-    resiliency_path.write_text(yaml.safe_dump(resiliency))
+    resiliency_path.write_text(yaml.safe_dump_all([placement, *others]))
     return target
 
 
