@@ -5,7 +5,6 @@ Both apps reach the same keys: their state store components share one `keyPrefix
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -13,8 +12,6 @@ from pydantic import TypeAdapter
 
 from core.domain import Order, OrderEvent, OrderEventKind
 from core.sidecar import DaprSidecar, SidecarError
-
-logger = logging.getLogger(__name__)
 
 # Ids of dead-lettered orders still waiting for a re-drive, as one JSON list.
 DEAD_LETTER_INDEX_KEY = "dead-letter-index"

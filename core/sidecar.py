@@ -6,14 +6,11 @@ or store turns into `SidecarError` in time.
 """
 
 import asyncio
-import logging
 from typing import Any
 
 import httpx
 
 from core.config import settings
-
-logger = logging.getLogger(__name__)
 
 
 class SidecarError(Exception):

@@ -4,7 +4,8 @@ from typing import Any
 
 from core.domain import Order, OrderRequest
 
-_MISSING = object()
+# As a field's value, drops the field: limit_order_body(limit_price=WITHOUT).
+WITHOUT = object()
 
 
 def limit_order_body(**changes: Any) -> dict[str, Any]:
@@ -32,14 +33,9 @@ def accepted_order(**changes: Any) -> Order:
     return Order.accept(OrderRequest.model_validate(limit_order_body(**changes)))
 
 
-def without(field: str) -> object:
-    """Use as a value to drop the field: limit_order_body(limit_price=without("limit_price"))."""
-    return _MISSING
-
-
 def _apply(body: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
     for name, value in changes.items():
-        if value is _MISSING:
+        if value is WITHOUT:
             body.pop(name, None)
         else:
             body[name] = value

@@ -5,7 +5,6 @@ stores and the exchange ledger."""
 import asyncio
 import json
 import os
-import secrets
 import shutil
 import signal
 import time
@@ -35,7 +34,7 @@ from devstack.stack import (
 )
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body, market_order_body
-from tests.integration.stack_fixtures import Stores, start_stores
+from tests.integration.stack_fixtures import Stores, local_stack_options, start_stores
 
 PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
 ORDER_TIMEOUT_SECONDS = 3.0
@@ -111,14 +110,7 @@ def fault_stack(tmp: Path, kind: StateStoreKind, replicas: int = 2) -> Iterator[
     }
     with ProcessGroup(tmp) as group:
         stores = start_stores(group, kind, tmp / "data")
-        options = StackOptions(
-            stores=stores.endpoints(),
-            resources=[components / "common", components / kind.value],
-            config=components / "config.yaml",
-            app_env=env,
-            dapr_api_token=secrets.token_urlsafe(24),
-            app_api_token=secrets.token_urlsafe(24),
-        )
+        options = local_stack_options(stores, components, env)
         placers, apis = [], []
         for _ in range(replicas):
             ports = AppPorts.free()

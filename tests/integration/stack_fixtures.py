@@ -39,18 +39,7 @@ class Stores:
 
     def stored_order(self, order_id: str) -> dict[str, Any] | None:
         """The order document as the state store holds it, read without Dapr."""
-        key = f"{KEY_PREFIX}order-{order_id}"
-        if self.kind is StateStoreKind.REDIS:
-            with redis.Redis(port=self.redis.port, socket_timeout=5) as client:
-                value = client.hget(key, "data")
-            return None if value is None else dict(json.loads(value))
-        assert self.postgres is not None
-        with psycopg.connect(self.postgres.connection_string) as connection:
-            row = connection.execute("SELECT value FROM state WHERE key = %s", (key,)).fetchone()
-        if row is None:
-            return None
-        value = row[0]
-        return dict(value) if isinstance(value, dict) else dict(json.loads(bytes(value)))
+        return self.stored_orders().get(order_id)
 
     def stored_orders(self) -> dict[str, dict[str, Any]]:
         """Every order document in the store, by id, read without Dapr."""
@@ -108,6 +97,18 @@ def fast_retry_components(target: Path) -> Path:
     return target
 
 
+def local_stack_options(stores: Stores, components: Path, app_env: dict[str, str]) -> StackOptions:
+    """Options of a test stack on `stores`, with fresh tokens between apps and sidecars."""
+    return StackOptions(
+        stores=stores.endpoints(),
+        resources=[components / "common", components / stores.kind.value],
+        config=components / "config.yaml",
+        app_env=app_env,
+        dapr_api_token=secrets.token_urlsafe(24),
+        app_api_token=secrets.token_urlsafe(24),
+    )
+
+
 @dataclass
 class RunningStack:
     stack: Stack
@@ -143,14 +144,7 @@ def running_stack(
     }
     with ProcessGroup(tmp) as group:
         own_stores = stores or start_stores(group, kind, tmp / "data")
-        options = StackOptions(
-            stores=own_stores.endpoints(),
-            resources=[components / "common", components / kind.value],
-            config=components / "config.yaml",
-            app_env=env,
-            dapr_api_token=secrets.token_urlsafe(24),
-            app_api_token=secrets.token_urlsafe(24),
-        )
+        options = local_stack_options(own_stores, components, env)
         if app_ids:
             options.api_app_id, options.placer_app_id = app_ids
         stack = start_stack(group, options)

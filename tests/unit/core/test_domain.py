@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from core.config import settings
 from core.domain import Order, OrderRequest, OrderStatus
-from tests.factories import limit_order_body, market_order_body, without
+from tests.factories import WITHOUT, limit_order_body, market_order_body
 
 
 def errors_for(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -62,7 +62,7 @@ def test_valid_orders_are_accepted(body: dict[str, Any]) -> None:
         (limit_order_body(quantity="10"), "quantity"),
         (limit_order_body(quantity=True), "quantity"),
         (limit_order_body(quantity=settings.MAX_QUANTITY + 1), "quantity"),
-        (limit_order_body(quantity=without("quantity")), "quantity"),
+        (limit_order_body(quantity=WITHOUT), "quantity"),
         (limit_order_body(id="chosen-by-client"), "id"),
     ],
 )
@@ -71,7 +71,7 @@ def test_invalid_fields_are_rejected_with_their_location(body: dict[str, Any], f
 
 
 def test_limit_order_without_limit_price_says_it_is_required() -> None:
-    assert errors_for(limit_order_body(limit_price=without("limit_price"))) == [
+    assert errors_for(limit_order_body(limit_price=WITHOUT)) == [
         (("limit_price",), "Value error, limit_price is required for limit orders")
     ]
     assert errors_for(limit_order_body(limit_price=None)) == [
