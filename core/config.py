@@ -5,7 +5,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, computed_field, model_validator
+from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     MAX_QUANTITY: Annotated[int, Field(gt=0)] = 1_000_000_000
     MAX_LIMIT_PRICE: Annotated[Decimal, Field(gt=0)] = Decimal(1_000_000_000)
     MAX_BODY_BYTES: Annotated[int, Field(gt=0)] = 16 * 1024
+
+    # Client API keys, comma-separated: when set, every /orders call must send one of them in
+    # the X-API-Key header. Empty (the default): no client authentication.
+    API_KEYS: SecretStr = SecretStr("")
 
     # How long an Idempotency-Key is remembered, and its longest accepted length.
     IDEMPOTENCY_RETENTION_SECONDS: Annotated[int, Field(gt=0)] = 24 * 3600
@@ -97,6 +101,11 @@ class Settings(BaseSettings):
     @property
     def DAPR_HTTP_ENDPOINT(self) -> str:
         return f"http://{self.DAPR_HOST}:{self.DAPR_HTTP_PORT}"
+
+    def api_keys(self) -> frozenset[str]:
+        """The accepted client API keys; empty when client authentication is off."""
+        keys = self.API_KEYS.get_secret_value().split(",")
+        return frozenset(key.strip() for key in keys if key.strip())
 
     @model_validator(mode="after")
     def _check_names(self) -> "Settings":

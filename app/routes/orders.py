@@ -3,9 +3,10 @@
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Response, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
+from app.auth import require_api_key
 from app.deps import OrderRepositoryDep
 from app.errors import ErrorMessage
 from app.ordering import IdempotencyKeyReusedError, accept_order
@@ -14,7 +15,12 @@ from core.domain import Order, OrderEvent, OrderRequest
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/orders", tags=["orders"])
+router = APIRouter(
+    prefix="/orders",
+    tags=["orders"],
+    dependencies=[Depends(require_api_key)],
+    responses={401: {"description": "API keys are on and none of them was sent"}},
+)
 
 OrderId = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f-]+$")]
 IdempotencyKey = Annotated[

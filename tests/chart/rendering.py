@@ -26,6 +26,7 @@ PROFILES: dict[str, list[str]] = {
         *("--set", "ingress.className=nginx"),
         *("--set", "placer.keda.enabled=true"),
         *("--set", "dapr.tracing.otlpEndpoint=otel:4317"),
+        *("--set", "api.apiKeysSecret=order-api-keys"),
     ],
 }
 

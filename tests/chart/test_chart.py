@@ -112,6 +112,19 @@ def test_connection_settings_are_secret_references(manifests: list[dict[str, Any
                 assert "secretKeyRef" in item and "value" not in item, item
 
 
+def test_client_api_keys_come_from_the_named_secret(
+    profile: str, manifests: list[dict[str, Any]]
+) -> None:
+    deployments = of_kind(manifests, "Deployment")
+    api = next(d for d in deployments if d["metadata"]["name"].endswith("-api"))
+    env = {item["name"]: item for item in api["spec"]["template"]["spec"]["containers"][0]["env"]}
+    if profile != "ingress-keda":
+        assert "API_KEYS" not in env  # off unless asked for
+        return
+    reference = {"name": "order-api-keys", "key": "api-keys"}
+    assert env["API_KEYS"]["valueFrom"]["secretKeyRef"] == reference
+
+
 def test_components_are_scoped_to_the_apps_that_use_them(
     manifests: list[dict[str, Any]],
 ) -> None:
