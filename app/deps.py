@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.voids import PendingVoids
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
 
@@ -18,5 +19,11 @@ def get_order_repository(request: Request) -> OrderRepository:
     return orders
 
 
+def get_pending_voids(request: Request) -> PendingVoids:
+    voids: PendingVoids = request.app.state.pending_voids
+    return voids
+
+
 SidecarDep = Annotated[DaprSidecar, Depends(get_sidecar)]
 OrderRepositoryDep = Annotated[OrderRepository, Depends(get_order_repository)]
+PendingVoidsDep = Annotated[PendingVoids, Depends(get_pending_voids)]

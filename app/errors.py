@@ -11,10 +11,16 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.ordering import OrderNotAcceptedError
+from core.sidecar import SidecarError
+
 logger = logging.getLogger(__name__)
 
 PLACEMENT_FAILED_MESSAGE = "Internal server error while placing the order"
 GENERIC_FAILURE_MESSAGE = "Internal server error"
+# Failures of the store or the sidecar, already explained where they happened: one line each,
+# not a traceback (an outage brings hundreds per second).
+EXPECTED_FAILURES = (OrderNotAcceptedError, SidecarError)
 
 
 class ErrorMessage(BaseModel):
@@ -49,7 +55,10 @@ class InternalErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as error:
-            logger.exception("%s %s failed: %r", scope["method"], scope["path"], error)
+            if isinstance(error, EXPECTED_FAILURES):
+                logger.warning("%s %s failed: %r", scope["method"], scope["path"], error)
+            else:
+                logger.exception("%s %s failed: %r", scope["method"], scope["path"], error)
             if response_started:
                 raise
             response = JSONResponse(

@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from app.body_limit import BodySizeLimitMiddleware
 from app.errors import InternalErrorMiddleware, validation_error_handler
 from app.routes import api_router
+from app.voids import PendingVoids
 from core.config import settings
 from core.logs import configure_logging
 from core.repository import OrderRepository
@@ -20,7 +21,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sidecar = DaprSidecar.of_this_app()
     app.state.sidecar = sidecar
     app.state.orders = OrderRepository(sidecar, settings.STATE_STORE)
+    app.state.pending_voids = PendingVoids(app.state.orders)
     yield
+    await app.state.pending_voids.aclose()
     await sidecar.aclose()
 
 

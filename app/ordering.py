@@ -5,19 +5,19 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
+from app.voids import PendingVoids
 from core.config import settings
-from core.domain import Order, OrderRequest, OrderStatus
+from core.domain import Decision, Order, OrderRequest, OrderStatus
 from core.repository import OrderRepository
 from core.sidecar import SidecarError
 
 logger = logging.getLogger(__name__)
 
-# Of ORDER_TIMEOUT_SECONDS, what is kept back to settle a commit that did not answer in time.
+# Of ORDER_TIMEOUT_SECONDS, the share the store calls may use: the rest is for reading the
+# request and writing the answer, on an event loop that may be busy.
+STORE_SHARE = 0.9
+# Of what commit() gets, the share kept back to settle a commit that did not answer in time.
 SETTLING_SHARE = 1 / 3
-VOID_RETRY_SECONDS = 30.0
-VOID_RETRY_INTERVAL_SECONDS = 0.2
-
-_void_retries: set[asyncio.Task[None]] = set()
 
 
 class IdempotencyKeyReusedError(Exception):
@@ -35,39 +35,66 @@ class Acceptance:
 
 
 async def accept_order(
-    request: OrderRequest, idempotency_key: str | None, orders: OrderRepository
+    request: OrderRequest,
+    idempotency_key: str | None,
+    orders: OrderRepository,
+    voids: PendingVoids,
 ) -> Acceptance:
-    """Stores a new order, its placement guaranteed. With an idempotency key already used for
-    the same order, returns that order instead and creates nothing new."""
+    """Stores a new order, its placement guaranteed, within ORDER_TIMEOUT_SECONDS. With an
+    idempotency key already used for the same order, returns that order instead and creates
+    nothing new."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.ORDER_TIMEOUT_SECONDS * STORE_SHARE
     order = Order.accept(request)
     if idempotency_key is None:
-        return Acceptance(await commit(order, orders), replayed=False)
+        return Acceptance(await commit(order, orders, voids, deadline), replayed=False)
+    try:
+        # Safe to cut short: each step can be repeated by the client's retry with the key.
+        async with asyncio.timeout_at(deadline):
+            first, stored = await _order_of_key(request, idempotency_key, order, orders)
+    except TimeoutError as error:
+        raise SidecarError(f"Idempotency-Key not settled in time for {order.id}") from error
+    if stored is not None:
+        return Acceptance(stored, replayed=True)
+    return Acceptance(await commit(first, orders, voids, deadline), replayed=first.id != order.id)
 
+
+async def _order_of_key(
+    request: OrderRequest, idempotency_key: str, order: Order, orders: OrderRepository
+) -> tuple[Order, Order | None]:
+    """The order the key stands for (`order`, when the key is new), and that order as stored
+    when it is committed already."""
     first = await orders.reserve_idempotency_key(
         idempotency_key, order, settings.IDEMPOTENCY_RETENTION_SECONDS
     )
     if first.request() != request:
         raise IdempotencyKeyReusedError
     if first.id == order.id:
-        return Acceptance(await commit(order, orders), replayed=False)
+        return order, None
     stored = await orders.get(first.id)
     if stored is not None and stored.status is not OrderStatus.REJECTED:
-        return Acceptance(stored, replayed=True)
+        return first, stored
     # An earlier request reserved the key but got a 500 (or is still under way): commit the
     # reserved order now, lifting the void its 500 left. Committing it twice publishes it
     # twice; the placer and the exchange's client order ids make that harmless.
-    await orders.unvoid(first.id)
-    return Acceptance(await commit(first, orders), replayed=True)
+    await orders.lift_void(first.id)
+    return first, None
 
 
-async def commit(order: Order, orders: OrderRepository) -> Order:
-    """Commits `order`. When the store does not confirm in time, the commit is in doubt: it
-    may still land. Then either the order is found committed (and returned), or it is voided,
-    so that the placer never places it, and OrderNotAcceptedError is raised. All of it within
-    ORDER_TIMEOUT_SECONDS."""
-    settling = settings.ORDER_TIMEOUT_SECONDS * SETTLING_SHARE
+async def commit(
+    order: Order, orders: OrderRepository, voids: PendingVoids, deadline: float | None = None
+) -> Order:
+    """Commits `order` by `deadline` (event loop time; by default ORDER_TIMEOUT_SECONDS from
+    now). When the store does not confirm in time, the commit is in doubt: it may still land.
+    Then either the order is found committed (and returned), or it is voided, so that the
+    placer never places it, and OrderNotAcceptedError is raised. A void that cannot be written
+    in time is retried in the background."""
+    now = asyncio.get_running_loop().time()
+    budget = settings.ORDER_TIMEOUT_SECONDS * STORE_SHARE if deadline is None else deadline - now
+    budget = max(budget, 0.01)
+    settling = budget * SETTLING_SHARE
     try:
-        await orders.create(order, timeout_seconds=settings.ORDER_TIMEOUT_SECONDS - settling)
+        await orders.create(order, timeout_seconds=budget - settling)
         return order
     except SidecarError as error:
         failure = error
@@ -76,30 +103,12 @@ async def commit(order: Order, orders: OrderRepository) -> Order:
         stored = await orders.get(order.id, timeout_seconds=settling / 2)
         if stored is not None:
             return stored
-        await orders.void(order.id, timeout_seconds=settling / 2)
+        # decide() makes up to two calls: together they fit in the other half.
+        decided = await orders.decide(order.id, Decision.VOID, timeout_seconds=settling / 4)
     except SidecarError as error:
-        logger.error("order %s: not voided yet (%s); retrying in the background", order.id, error)
-        _retry_void(order.id, orders)
+        logger.warning("order %s: not voided yet (%s); retrying in the background", order.id, error)
+        voids.add(order.id)
+        raise OrderNotAcceptedError(order.id) from failure
+    if decided is Decision.PLACE:
+        return order  # the commit landed since, and the placer has it: it will be placed
     raise OrderNotAcceptedError(order.id) from failure
-
-
-def _retry_void(order_id: str, orders: OrderRepository) -> None:
-    task = asyncio.create_task(_void_until_done(order_id, orders))
-    _void_retries.add(task)
-    task.add_done_callback(_void_retries.discard)
-
-
-async def _void_until_done(order_id: str, orders: OrderRepository) -> None:
-    # The store is down now; the placer cannot read the order either until it is back, and
-    # the outbox waits at least a second before publishing: voiding soon after wins the race.
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + VOID_RETRY_SECONDS
-    while loop.time() < deadline:
-        await asyncio.sleep(VOID_RETRY_INTERVAL_SECONDS)
-        try:
-            await orders.void(order_id)
-        except SidecarError:
-            continue
-        logger.info("order %s: voided", order_id)
-        return
-    logger.error("order %s: could not be voided in %s s", order_id, VOID_RETRY_SECONDS)

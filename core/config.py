@@ -65,6 +65,13 @@ class Settings(BaseSettings):
     ORDERS_TOPIC: str = "orders"
     DEAD_LETTER_TOPIC: str = "orders-deadletter"
 
+    # The runtime's transactional outbox: its internal topic on OUTBOX_PUBSUB (named
+    # {namespace}{API app id}{ORDERS_TOPIC}outbox), and a state store on the runtime's own keys
+    # (no key prefix), with which the placer releases messages whose commit failed.
+    OUTBOX_PUBSUB: str = "outboxpubsub"
+    OUTBOX_TOPIC: str = "defaultorder-apiordersoutbox"
+    OUTBOX_MARKER_STORE: str = "outbox-markers"
+
     # The placer.
     PLACER_HOST: str = "127.0.0.1"
     PLACER_PORT: int = 8001

@@ -41,6 +41,15 @@ class OrderStatus(StrEnum):
     REJECTED = "rejected"  # its client was answered 500, so it must never be placed
 
 
+class Decision(StrEnum):
+    """Whether an order goes to the exchange: recorded once, by whoever is first. The placer
+    claims it (PLACE) before its first exchange call; the API voids it (VOID) when the client
+    was answered 500 while its commit was in doubt."""
+
+    PLACE = "place"
+    VOID = "void"
+
+
 def _json_number(value: object) -> object:
     # Numbers are JSON numbers: "101.25" or true is a mistake, not a price or a quantity.
     # (10.0 is the integer 10, as JSON Schema has it.)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from core.domain import Order, OrderEvent, OrderEventKind
+from core.domain import Decision, Order, OrderEvent, OrderEventKind
 from core.sidecar import DaprSidecar, SidecarError
 
 # Ids of dead-lettered orders still waiting for a re-drive, as one JSON list.
@@ -28,8 +28,8 @@ def events_key(order_id: str) -> str:
     return f"order-events-{order_id}"
 
 
-def void_key(order_id: str) -> str:
-    return f"void-{order_id}"
+def decision_key(order_id: str) -> str:
+    return f"decision-{order_id}"
 
 
 def idempotency_key(client_key: str) -> str:
@@ -64,23 +64,43 @@ class OrderRepository:
         value, _ = await self._sidecar.get_state(self._store, key, timeout_seconds=timeout_seconds)
         return None if value is None else Order.model_validate_json(value)
 
-    async def void(self, order_id: str, *, timeout_seconds: float | None = None) -> None:
-        """Marks an order whose commit is in doubt as never to be placed (the placer checks)."""
-        await self._sidecar.save_state(
-            self._store, void_key(order_id), {"void": True}, timeout_seconds=timeout_seconds
-        )
+    async def decide(
+        self, order_id: str, decision: Decision, *, timeout_seconds: float | None = None
+    ) -> Decision:
+        """Records `decision` unless the order has one already; returns the one that holds.
+        A first write: a void and a claim racing for one order cannot both win."""
+        key = decision_key(order_id)
+        try:
+            await self._sidecar.save_state(
+                self._store, key, decision.value, first_write=True, timeout_seconds=timeout_seconds
+            )
+        except SidecarError:
+            # Lost the race (or our own write landed without an answer): read what holds.
+            held = await self._decision(order_id, timeout_seconds)
+            if held is None:
+                raise
+            return held
+        return decision
 
-    async def unvoid(self, order_id: str) -> None:
-        await self._sidecar.delete_state(self._store, void_key(order_id))
+    async def lift_void(self, order_id: str) -> None:
+        """Forgets a void, so that a new commit of the same order is placed. A claim stays."""
+        if await self._decision(order_id) is Decision.VOID:
+            await self._sidecar.delete_state(self._store, decision_key(order_id))
 
-    async def get_for_placement(self, order_id: str) -> tuple[Order | None, bool]:
-        """The stored order and whether it was voided, in one call to the store."""
-        values = await self._sidecar.get_bulk_state(
-            self._store, [order_key(order_id), void_key(order_id)]
-        )
-        document = values.get(order_key(order_id))
+    async def _decision(
+        self, order_id: str, timeout_seconds: float | None = None
+    ) -> Decision | None:
+        key = decision_key(order_id)
+        value, _ = await self._sidecar.get_state(self._store, key, timeout_seconds=timeout_seconds)
+        return None if value is None else Decision(json.loads(value))
+
+    async def get_for_placement(self, order_id: str) -> tuple[Order | None, Decision | None]:
+        """The stored order and its decision, if any, in one call to the store."""
+        keys = [order_key(order_id), decision_key(order_id)]
+        values = await self._sidecar.get_bulk_state(self._store, keys)
+        document, decision = (values.get(key) for key in keys)
         order = None if document is None else Order.model_validate(document)
-        return order, void_key(order_id) in values
+        return order, None if decision is None else Decision(decision)
 
     async def save(self, order: Order) -> None:
         """Overwrites an order (a status change); plain saves never go through the outbox."""

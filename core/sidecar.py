@@ -70,10 +70,16 @@ class DaprSidecar:
         return response.content, response.headers.get("etag")
 
     async def get_bulk_state(self, store: str, keys: list[str]) -> dict[str, Any]:
-        """The values of several keys in one call, parsed from JSON; missing keys are left out."""
+        """The values of several keys in one call, parsed from JSON; missing keys are left out.
+        The sidecar answers 200 even when reading a key failed: that key carries an `error`,
+        and must not pass for a missing one."""
         body = {"keys": keys, "parallelism": len(keys)}
         response = await self._call("POST", f"/v1.0/state/{store}/bulk", json=body)
-        return {item["key"]: item["data"] for item in response.json() if "data" in item}
+        items = response.json()
+        failed = {item["key"]: item["error"] for item in items if item.get("error")}
+        if failed:
+            raise SidecarError(f"bulk get from {store}: {failed}")
+        return {item["key"]: item["data"] for item in items if "data" in item}
 
     async def save_state(
         self,

@@ -14,6 +14,7 @@ from core.config import settings
 from core.logs import configure_logging
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
+from placer.outbox_release import OutboxRelease
 from placer.placement import Delivery, Placer
 from placer.stock_exchange import place_order
 
@@ -31,7 +32,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sidecar = DaprSidecar.of_this_app()
     orders = OrderRepository(sidecar, settings.PLACER_STATE_STORE)
     app.state.sidecar = sidecar
-    app.state.placer = Placer(orders, place_order, settings.PLACER_CONCURRENCY)
+    app.state.outbox_release = OutboxRelease(
+        orders,
+        sidecar,
+        settings.OUTBOX_MARKER_STORE,
+        answer_deadline_seconds=settings.ORDER_TIMEOUT_SECONDS,
+    )
+    app.state.placer = Placer(
+        orders,
+        place_order,
+        settings.PLACER_CONCURRENCY,
+        answer_deadline_seconds=settings.ORDER_TIMEOUT_SECONDS,
+    )
     yield
     await sidecar.aclose()
 
@@ -77,6 +89,14 @@ async def on_order(event: CloudEvent, request: Request) -> DeliveryAnswer:
 )
 async def on_dead_letter(event: CloudEvent, request: Request) -> DeliveryAnswer:
     return DeliveryAnswer(status=await _placer(request).dead_letter(event))
+
+
+@dapr_app.subscribe(  # type: ignore[untyped-decorator]
+    pubsub=settings.OUTBOX_PUBSUB, topic=settings.OUTBOX_TOPIC, route="/events/outbox"
+)
+async def on_outbox_message(event: CloudEvent, request: Request) -> DeliveryAnswer:
+    release: OutboxRelease = request.app.state.outbox_release
+    return DeliveryAnswer(status=await release.release_if_failed(event))
 
 
 @app.get("/health/live", tags=["health"])

@@ -6,18 +6,23 @@ under the resiliency policy, then dead-letters) or DROP (never retry; the sideca
 
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import anyio
 from pydantic import ValidationError
 
-from core.domain import Order, OrderEvent, OrderEventKind, OrderStatus
+from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.repository import OrderRepository
 from core.sidecar import SidecarError
 
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_REASON = "placement retries exhausted"
+# How long an unclaimed order older than the API's deadline waits before the placer claims it:
+# its client may have got a 500 while the store was down, and the API's void, retried every
+# quarter second, lands within this once the store is back (as the placer itself just saw).
+VOID_GRACE_SECONDS = 2.0
 
 ExchangeCall = Callable[[Order], None]
 
@@ -39,10 +44,19 @@ def order_from_event(event: dict[str, object]) -> Order | None:
 
 class Placer:
     def __init__(
-        self, orders: OrderRepository, place_order: ExchangeCall, concurrency: int
+        self,
+        orders: OrderRepository,
+        place_order: ExchangeCall,
+        concurrency: int,
+        *,
+        answer_deadline_seconds: float,
+        void_grace_seconds: float = VOID_GRACE_SECONDS,
     ) -> None:
         self._orders = orders
         self._place_order = place_order
+        # An order older than this may have been answered 500: the API's ORDER_TIMEOUT_SECONDS.
+        self._answer_deadline = timedelta(seconds=answer_deadline_seconds)
+        self._void_grace_seconds = void_grace_seconds
         # The exchange client blocks: run it in threads, at most `concurrency` at once.
         self._exchange_slots = anyio.CapacityLimiter(concurrency)
 
@@ -51,19 +65,36 @@ class Placer:
         if order is None:
             return Delivery.DROP
         try:
-            stored, voided = await self._orders.get_for_placement(order.id)
+            stored, decision = await self._orders.get_for_placement(order.id)
+            if stored is None:
+                return self._not_stored(order, decision)
+            if stored.status in (OrderStatus.PLACED, OrderStatus.REJECTED):
+                logger.info("order %s: already %s, skipping it", order.id, stored.status)
+                return Delivery.SUCCESS
+            if decision is None:
+                decision = await self._claim(stored)
         except SidecarError as error:
-            logger.warning("order %s: cannot read its state, retrying: %s", order.id, error)
+            logger.warning("order %s: cannot read or claim it, retrying: %s", order.id, error)
             return Delivery.RETRY
-        if stored is None:
-            logger.error("order %s: not in the store, dropping the event", order.id)
-            return Delivery.DROP
-        if stored.status in (OrderStatus.PLACED, OrderStatus.REJECTED):
-            logger.info("order %s: already %s, skipping the delivery", order.id, stored.status)
-            return Delivery.SUCCESS
-        if voided:
+        if decision is Decision.VOID:
             return await self._reject(stored)
         return await self._place(stored)
+
+    @staticmethod
+    def _not_stored(order: Order, decision: Decision | None) -> Delivery:
+        if decision is Decision.VOID:
+            # A commit that failed, whose outbox message outbox_release.py let go.
+            logger.info("order %s: never committed, nothing to place", order.id)
+            return Delivery.SUCCESS
+        logger.error("order %s: not in the store, dropping the event", order.id)
+        return Delivery.DROP
+
+    async def _claim(self, order: Order) -> Decision:
+        """Claims the order for the exchange, unless the API voided it first."""
+        if datetime.now(UTC) - order.created_at > self._answer_deadline:
+            # Late: its client may have been answered 500 with the void still on its way.
+            await anyio.sleep(self._void_grace_seconds)
+        return await self._orders.decide(order.id, Decision.PLACE)
 
     async def _reject(self, order: Order) -> Delivery:
         """An order committed after its client was told it failed: it is never placed."""

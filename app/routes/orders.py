@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, s
 from fastapi.exceptions import RequestValidationError
 
 from app.auth import require_api_key
-from app.deps import OrderRepositoryDep
+from app.deps import OrderRepositoryDep, PendingVoidsDep
 from app.errors import ErrorMessage
 from app.ordering import IdempotencyKeyReusedError, accept_order
 from core.config import settings
@@ -47,13 +47,14 @@ IdempotencyKey = Annotated[
 async def create_order(
     request: OrderRequest,
     orders: OrderRepositoryDep,
+    voids: PendingVoidsDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> Order:
     """Accepts an order. A 201 means it is stored and will reach the exchange; its placement
     happens afterwards, so the exchange's speed and failures never show here."""
     try:
-        acceptance = await accept_order(request, idempotency_key, orders)
+        acceptance = await accept_order(request, idempotency_key, orders, voids)
     except IdempotencyKeyReusedError as error:
         # Shaped like every other 422, so clients handle one error format.
         raise RequestValidationError(

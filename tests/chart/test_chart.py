@@ -133,7 +133,8 @@ def test_components_are_scoped_to_the_apps_that_use_them(
         "order-service-orderstore": ["order-service-api"],
         "order-service-orderstore-placer": ["order-service-placer"],
         "order-service-orderpubsub": ["order-service-api", "order-service-placer"],
-        "order-service-outboxpubsub": ["order-service-api"],
+        "order-service-outboxpubsub": ["order-service-api", "order-service-placer"],
+        "order-service-outbox-markers": ["order-service-placer"],
     }
 
 

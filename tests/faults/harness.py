@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import yaml
 
-from core.config import StateStoreKind
+from core.config import Environment, StateStoreKind
 from devstack.processes import ManagedProcess, ProcessGroup
 from devstack.stack import (
     API_APP_ID,
@@ -111,6 +111,8 @@ def fault_stack(tmp: Path, kind: StateStoreKind, replicas: int = 2) -> Iterator[
     with ProcessGroup(tmp) as group:
         stores = start_stores(group, kind, tmp / "data")
         options = local_stack_options(stores, components, env)
+        # As deployed: no reloader, one worker per replica.
+        options.environment, options.api_workers = Environment.PRODUCTION, 1
         placers, apis = [], []
         for _ in range(replicas):
             ports = AppPorts.free()
@@ -127,6 +129,8 @@ class Answer:
     status: int | None  # None: no answer (connection refused or reset, client timeout)
     seconds: float
     body: Any = None
+    sent_at: float = 0.0  # time.monotonic() when it was sent
+    api: int | None = None  # which API answered
 
 
 @dataclass
@@ -163,45 +167,52 @@ class CaseReport:
         return {**asdict(self), "passed": self.passed()}
 
 
+async def send_order(
+    stack: FaultStack, client: httpx.AsyncClient, number: int, answers: dict[int, Answer]
+) -> None:
+    """Sends order `number` round-robin over the APIs (skipping one that refuses connections,
+    as a load balancer would), and records the answer under the order's quantity."""
+    # The quantity tells the requests apart, also those that got no 201 (and no id).
+    quantity = number + 1
+    body = (
+        limit_order_body(quantity=quantity) if number % 2 else market_order_body(quantity=quantity)
+    )
+    started = time.monotonic()
+    for attempt in range(len(stack.apis)):
+        api = stack.apis[(number + attempt) % len(stack.apis)]
+        try:
+            response = await client.post(f"{api.url}/orders", json=body)
+        except httpx.ConnectError:
+            continue  # nothing was sent: try the other API
+        except httpx.HTTPError:
+            break
+        seconds = time.monotonic() - started
+        answers[quantity] = Answer(
+            response.status_code, seconds, response.json(), started, stack.apis.index(api)
+        )
+        return
+    answers[quantity] = Answer(None, time.monotonic() - started, sent_at=started)
+
+
+def order_client(connections: int) -> httpx.AsyncClient:
+    # Enough connections that no request waits on the client's side: latencies are the API's.
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    return httpx.AsyncClient(timeout=CLIENT_TIMEOUT_SECONDS, limits=limits)
+
+
 async def drive(
     stack: FaultStack, orders: int, rate_per_second: float, fault: Callable[[], None]
 ) -> dict[int, Answer]:
-    """Sends `orders` orders at a steady rate, round-robin over the APIs (skipping one that
-    refuses connections, as a load balancer would), and runs `fault` halfway through."""
+    """Sends `orders` orders at a steady rate, without waiting for answers, and runs `fault`
+    halfway through."""
     answers: dict[int, Answer] = {}
     fault_task: asyncio.Task[None] | None = None
-
-    async def send(client: httpx.AsyncClient, number: int) -> None:
-        # The quantity tells the requests apart, also those that got no 201 (and no id).
-        quantity = number + 1
-        body = (
-            limit_order_body(quantity=quantity)
-            if number % 2
-            else market_order_body(quantity=quantity)
-        )
-        started = time.monotonic()
-        for attempt in range(len(stack.apis)):
-            api = stack.apis[(number + attempt) % len(stack.apis)]
-            try:
-                response = await client.post(f"{api.url}/orders", json=body)
-            except httpx.ConnectError:
-                continue  # nothing was sent: try the other API
-            except httpx.HTTPError:
-                break
-            answers[quantity] = Answer(
-                response.status_code, time.monotonic() - started, response.json()
-            )
-            return
-        answers[quantity] = Answer(None, time.monotonic() - started)
-
-    # Enough connections that no request waits on the client's side: latencies are the API's.
-    limits = httpx.Limits(max_connections=orders, max_keepalive_connections=orders)
-    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_SECONDS, limits=limits) as client:
+    async with order_client(orders) as client:
         tasks = []
         for number in range(orders):
             if number == orders // 2:
                 fault_task = asyncio.create_task(asyncio.to_thread(fault))
-            tasks.append(asyncio.create_task(send(client, number)))
+            tasks.append(asyncio.create_task(send_order(stack, client, number, answers)))
             await asyncio.sleep(1 / rate_per_second)
         await asyncio.gather(*tasks)
         if fault_task is not None:

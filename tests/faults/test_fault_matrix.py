@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ from tests.faults.harness import CaseReport, FaultStack, drive, fault_stack, kil
 pytestmark = pytest.mark.faults
 
 ORDERS = 1000
-RATE_PER_SECOND = 100
+RATE_PER_SECOND = 50
 DRAIN_DEADLINE_SECONDS = 120
 RESULTS = PROJECT_ROOT / "tests" / "faults" / "results"
 
@@ -107,6 +108,9 @@ def test_fault(case: str, tmp_path: Path, reports: list[CaseReport]) -> None:
     fault, kind = CASES[case]
     with fault_stack(tmp_path, kind) as stack:
         answers = asyncio.run(drive(stack, ORDERS, RATE_PER_SECOND, lambda: fault(stack)))
+        # Every answer, for a closer look at a failed case (the logs are beside it).
+        rows = {quantity: asdict(answer) for quantity, answer in answers.items()}
+        (tmp_path / "answers.json").write_text(json.dumps(rows))
         result = report(case, stack, answers, DRAIN_DEADLINE_SECONDS)
     reports.append(result)
     write_results(reports)  # after every case, so a stopped run still leaves its table

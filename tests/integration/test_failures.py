@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from core.config import StateStoreKind
+from core.config import StateStoreKind, settings
+from core.repository import OrderRepository
+from core.sidecar import DaprSidecar, SidecarError
 from tests.factories import limit_order_body
 from tests.integration.stack_fixtures import RunningStack, running_stack
 
@@ -58,3 +60,19 @@ def test_stopped_broker_gives_500_and_commits_nothing(
     if state_store_kind is StateStoreKind.REDIS:
         stack.stores.restart_redis()  # the broker is also the store: look once it is back
     assert stack.stores.stored_order_count() == before
+
+
+@pytest.mark.anyio
+async def test_unreadable_store_is_an_error_not_a_missing_order(stack: RunningStack) -> None:
+    # The sidecar's bulk read answers 200 with an error per key: taken for missing keys, it
+    # made the placer drop accepted orders while the store restarted.
+    store = stack.stores.postgres or stack.stores.redis
+    store.process.kill()
+    sidecar = DaprSidecar(
+        stack.stack.placer.dapr_url, api_token=stack.options.dapr_api_token, timeout_seconds=5
+    )
+    try:
+        with pytest.raises(SidecarError):
+            await OrderRepository(sidecar, settings.PLACER_STATE_STORE).get_for_placement("x")
+    finally:
+        await sidecar.aclose()

@@ -15,6 +15,7 @@ from core.config import StateStoreKind
 from tests.integration.stack_fixtures import RunningStack, running_stack
 
 EXAMPLES_PER_OPERATION = 60
+API_KEY = "fuzzing-client-key"
 UNICODE_ESCAPES = (
     b'{"type": "market", "side": "buy", "instrument": "\\u0000\\ud800", "quantity": 1}'
 )
@@ -23,8 +24,11 @@ UNICODE_ESCAPES = (
 @pytest.fixture(scope="module")
 def fuzz_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     tmp: Path = tmp_path_factory.mktemp("fuzz")
-    env = {"EXCHANGE_FAILURE_RATE": "0", "EXCHANGE_LATENCY_SECONDS": "0.01"}
+    # With client API keys on, as in production: schemathesis also checks that calls without
+    # a key, or with a wrong one, are refused.
+    env = {"EXCHANGE_FAILURE_RATE": "0", "EXCHANGE_LATENCY_SECONDS": "0.01", "API_KEYS": API_KEY}
     with running_stack(tmp, StateStoreKind.REDIS, app_env=env) as stack:
+        stack.client.headers["X-API-Key"] = API_KEY
         yield stack
 
 
@@ -57,6 +61,8 @@ def test_orders_api_never_fails_on_input(
             # Generated keys repeat across unrelated bodies, which is rightly a 422: one key
             # per case keeps the header in play without that.
             case.headers["Idempotency-Key"] = str(uuid.uuid4())
+        if case.headers and "X-API-Key" in case.headers:
+            case.headers["X-API-Key"] = API_KEY  # a generated key would only ever get a 401
         case.call_and_validate()
 
     check()

@@ -1,6 +1,6 @@
 """An in-memory stand-in for OrderRepository, for unit tests of pure logic."""
 
-from core.domain import Order
+from core.domain import Decision, Order
 from core.sidecar import SidecarError
 
 
@@ -8,7 +8,7 @@ class MemoryOrders:
     def __init__(self) -> None:
         self.saved: dict[str, Order] = {}
         self.keys: dict[str, Order] = {}
-        self.voided: set[str] = set()
+        self.decisions: dict[str, Decision] = {}
         self.creates = 0
         self.failure: Exception | None = None  # every call raises it
         self.create_failure: SidecarError | None = None  # only create raises it
@@ -26,11 +26,20 @@ class MemoryOrders:
             raise self.failure
         return self.saved.get(order_id)
 
-    async def void(self, order_id: str, timeout_seconds: float | None = None) -> None:
-        self.voided.add(order_id)
+    @property
+    def voided(self) -> set[str]:
+        return {i for i, decision in self.decisions.items() if decision is Decision.VOID}
 
-    async def unvoid(self, order_id: str) -> None:
-        self.voided.discard(order_id)
+    async def decide(
+        self, order_id: str, decision: Decision, timeout_seconds: float | None = None
+    ) -> Decision:
+        if self.failure:
+            raise self.failure
+        return self.decisions.setdefault(order_id, decision)
+
+    async def lift_void(self, order_id: str) -> None:
+        if self.decisions.get(order_id) is Decision.VOID:
+            del self.decisions[order_id]
 
     async def reserve_idempotency_key(self, key: str, order: Order, retention: int) -> Order:
         return self.keys.setdefault(key, order)

@@ -68,6 +68,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "order-service.outboxPubsub" -}}
 {{- printf "%s-outboxpubsub" (include "order-service.fullname" .) }}
 {{- end }}
+{{- define "order-service.outboxMarkerStore" -}}
+{{- printf "%s-outbox-markers" (include "order-service.fullname" .) }}
+{{- end }}
 {{- define "order-service.daprConfig" -}}
 {{- printf "%s-dapr" (include "order-service.fullname" .) }}
 {{- end }}
@@ -100,6 +103,8 @@ repository and tag. */}}
   value: orders-deadletter
 - name: LOG_LEVEL
   value: INFO
+- name: ORDER_TIMEOUT_SECONDS
+  value: {{ .Values.orderTimeoutSeconds | quote }}
 - name: DAPR_API_TOKEN
   valueFrom:
     secretKeyRef:
@@ -152,8 +157,9 @@ readinessProbe:
     key: {{ .Values.redis.passwordKey }}
 {{- end }}
 
-{{/* The state store's type, version and connection. */}}
+{{/* The state store's type, version, connection and key prefix (.keyPrefix). */}}
 {{- define "order-service.stateStoreSpec" -}}
+{{- with .root }}
 {{- if eq .Values.stateStore.type "postgresql" }}
 type: state.postgresql
 version: v2
@@ -170,6 +176,7 @@ version: v1
 metadata:
   {{- include "order-service.redisMetadata" . | nindent 2 }}
 {{- end }}
+{{- end }}
   - name: keyPrefix
-    value: orders
+    value: {{ .keyPrefix }}
 {{- end }}

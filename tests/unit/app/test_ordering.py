@@ -1,9 +1,14 @@
-"""accept_order's idempotency rules, with an in-memory repository."""
+"""accept_order's idempotency rules and the settling of commits in doubt, with an in-memory
+repository."""
+
+import asyncio
 
 import pytest
 
+from app import voids
 from app.ordering import IdempotencyKeyReusedError, OrderNotAcceptedError, accept_order, commit
-from core.domain import Order, OrderRequest
+from app.voids import PendingVoids
+from core.domain import Decision, Order, OrderRequest
 from core.sidecar import SidecarError
 from tests.factories import limit_order_body
 from tests.unit.fakes import MemoryOrders
@@ -16,8 +21,8 @@ def request(**changes: object) -> OrderRequest:
 @pytest.mark.anyio
 async def test_without_a_key_every_request_is_a_new_order() -> None:
     orders = MemoryOrders()
-    first = await accept_order(request(), None, orders)  # type: ignore[arg-type]
-    second = await accept_order(request(), None, orders)  # type: ignore[arg-type]
+    first = await accept_order(request(), None, orders, PendingVoids(orders))  # type: ignore[arg-type]
+    second = await accept_order(request(), None, orders, PendingVoids(orders))  # type: ignore[arg-type]
     assert first.order.id != second.order.id
     assert not first.replayed and not second.replayed
     assert len(orders.saved) == 2
@@ -26,8 +31,8 @@ async def test_without_a_key_every_request_is_a_new_order() -> None:
 @pytest.mark.anyio
 async def test_same_key_and_body_returns_the_first_order() -> None:
     orders = MemoryOrders()
-    first = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
-    again = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    first = await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
+    again = await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
     assert again.order == first.order
     assert again.replayed and not first.replayed
     assert orders.creates == 1
@@ -36,9 +41,9 @@ async def test_same_key_and_body_returns_the_first_order() -> None:
 @pytest.mark.anyio
 async def test_same_key_with_another_body_is_refused() -> None:
     orders = MemoryOrders()
-    await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
     with pytest.raises(IdempotencyKeyReusedError):
-        await accept_order(request(quantity=2), "k", orders)  # type: ignore[arg-type]
+        await accept_order(request(quantity=2), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
     assert len(orders.saved) == 1
 
 
@@ -47,10 +52,10 @@ async def test_retry_after_a_failed_commit_commits_the_reserved_order() -> None:
     orders = MemoryOrders()
     orders.create_failure = SidecarError("store down")
     with pytest.raises(OrderNotAcceptedError):
-        await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+        await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
     assert orders.voided == {orders.keys["k"].id}  # the failed commit may never be placed
     orders.create_failure = None
-    retried = await accept_order(request(), "k", orders)  # type: ignore[arg-type]
+    retried = await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
     assert retried.order == orders.keys["k"]
     assert list(orders.saved) == [retried.order.id]
     assert orders.voided == set()  # the retry's commit is the one to place
@@ -66,7 +71,7 @@ async def test_commit_that_lands_late_but_within_the_deadline_is_accepted() -> N
         raise SidecarError("no answer in time")
 
     orders.create = slow_create  # type: ignore[method-assign]
-    assert await commit(order, orders) == order  # type: ignore[arg-type]
+    assert await commit(order, orders, PendingVoids(orders)) == order  # type: ignore[arg-type]
     assert orders.voided == set()
 
 
@@ -76,5 +81,38 @@ async def test_commit_that_did_not_land_is_voided_so_it_is_never_placed() -> Non
     orders.create_failure = SidecarError("store down")
     order = Order.accept(request())
     with pytest.raises(OrderNotAcceptedError):
-        await commit(order, orders)  # type: ignore[arg-type]
+        await commit(order, orders, PendingVoids(orders))  # type: ignore[arg-type]
     assert orders.voided == {order.id}
+
+
+@pytest.mark.anyio
+async def test_commit_whose_void_loses_to_the_placer_is_accepted() -> None:
+    orders = MemoryOrders()
+    orders.create_failure = SidecarError("no answer in time")
+    order = Order.accept(request())
+    orders.decisions[order.id] = Decision.PLACE  # it landed, and the placer claimed it
+    assert await commit(order, orders, PendingVoids(orders)) == order  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_void_that_cannot_be_written_is_retried_until_the_store_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(voids, "RETRY_INTERVAL_SECONDS", 0.01)
+    orders = MemoryOrders()
+    pending = PendingVoids(orders)  # type: ignore[arg-type]
+    orders.failure = SidecarError("store down")
+    order = Order.accept(request())
+    with pytest.raises(OrderNotAcceptedError):
+        await commit(order, orders, pending)  # type: ignore[arg-type]
+    assert len(pending) == 1 and orders.voided == set()
+    await asyncio.sleep(0.05)
+    assert len(pending) == 1  # still down: still pending
+    orders.failure = None
+    for _ in range(100):
+        if not pending:
+            break
+        await asyncio.sleep(0.01)
+    assert orders.voided == {order.id}
+    assert len(pending) == 0
+    await pending.aclose()

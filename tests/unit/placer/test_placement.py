@@ -1,10 +1,12 @@
 """What the placer answers its sidecar, with fakes for the store and the exchange."""
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from core.domain import Order, OrderEvent, OrderEventKind, OrderStatus
+from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.sidecar import SidecarError
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
 from placer.stock_exchange import OrderPlacementError
@@ -16,7 +18,7 @@ class FakeOrders:
         self.saved = {order.id: order for order in orders}
         self.dead_lettered: list[str] = []
         self.events: dict[str, list[OrderEventKind]] = {}
-        self.voided: set[str] = set()
+        self.decisions: dict[str, Decision] = {}
         self.failure: Exception | None = None
 
     async def get(self, order_id: str) -> Order | None:
@@ -24,8 +26,13 @@ class FakeOrders:
             raise self.failure
         return self.saved.get(order_id)
 
-    async def get_for_placement(self, order_id: str) -> tuple[Order | None, bool]:
-        return await self.get(order_id), order_id in self.voided
+    async def get_for_placement(self, order_id: str) -> tuple[Order | None, Decision | None]:
+        return await self.get(order_id), self.decisions.get(order_id)
+
+    async def decide(self, order_id: str, decision: Decision) -> Decision:
+        if self.failure:
+            raise self.failure
+        return self.decisions.setdefault(order_id, decision)
 
     async def save(self, order: Order) -> None:
         if self.failure:
@@ -57,8 +64,23 @@ def event_for(order: Order) -> dict[str, Any]:
     return {"id": "outbox-1", "data": order.model_dump(mode="json")}
 
 
-def placer(orders: FakeOrders, exchange: FakeExchange) -> Placer:
-    return Placer(orders, exchange, concurrency=2)  # type: ignore[arg-type]
+ANSWER_DEADLINE_SECONDS = 3.0
+
+
+def placer(orders: FakeOrders, exchange: FakeExchange, grace_seconds: float = 0.2) -> Placer:
+    return Placer(
+        orders,  # type: ignore[arg-type]
+        exchange,
+        concurrency=2,
+        answer_deadline_seconds=ANSWER_DEADLINE_SECONDS,
+        void_grace_seconds=grace_seconds,
+    )
+
+
+def late_order() -> Order:
+    """An order older than the API's deadline: its client may have got a 500."""
+    created_at = datetime.now(UTC) - timedelta(seconds=ANSWER_DEADLINE_SECONDS + 1)
+    return accepted_order().model_copy(update={"created_at": created_at})
 
 
 @pytest.mark.anyio
@@ -69,6 +91,7 @@ async def test_accepted_order_is_placed_and_marked_placed() -> None:
     assert exchange.calls == [order.id]
     assert orders.saved[order.id].status is OrderStatus.PLACED
     assert orders.events[order.id] == [OrderEventKind.PLACED]
+    assert orders.decisions[order.id] is Decision.PLACE  # claimed: a void now loses
 
 
 @pytest.mark.anyio
@@ -140,7 +163,7 @@ async def test_dead_letter_of_a_placed_order_changes_nothing() -> None:
 async def test_voided_order_is_rejected_and_never_reaches_the_exchange() -> None:
     order = accepted_order()
     orders, exchange = FakeOrders(order), FakeExchange()
-    orders.voided.add(order.id)
+    orders.decisions[order.id] = Decision.VOID
     assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == []
     assert orders.saved[order.id].status is OrderStatus.REJECTED
@@ -150,3 +173,36 @@ async def test_voided_order_is_rejected_and_never_reaches_the_exchange() -> None
     assert await placer(orders, exchange).dead_letter(event_for(order)) is Delivery.SUCCESS
     assert orders.dead_lettered == []
     assert exchange.calls == []
+
+
+@pytest.mark.anyio
+async def test_late_order_voided_during_the_grace_period_is_rejected() -> None:
+    order = late_order()
+    orders, exchange = FakeOrders(order), FakeExchange()
+    delivery = asyncio.create_task(placer(orders, exchange).place(event_for(order)))
+    await asyncio.sleep(0.05)  # the API's background void lands while the placer waits
+    assert not delivery.done()
+    orders.decisions[order.id] = Decision.VOID
+    assert await delivery is Delivery.SUCCESS
+    assert exchange.calls == []
+    assert orders.saved[order.id].status is OrderStatus.REJECTED
+
+
+@pytest.mark.anyio
+async def test_late_order_is_placed_after_the_grace_period_without_a_void() -> None:
+    order = late_order()
+    orders, exchange = FakeOrders(order), FakeExchange()
+    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id]
+    assert orders.decisions[order.id] is Decision.PLACE
+
+
+@pytest.mark.anyio
+async def test_claimed_order_is_placed_on_redelivery_without_waiting_again() -> None:
+    order = late_order()
+    orders, exchange = FakeOrders(order), FakeExchange()
+    orders.decisions[order.id] = Decision.PLACE  # claimed by an earlier delivery
+    # A grace period this long would time the test out: a claimed order must not wait.
+    slow_grace = placer(orders, exchange, grace_seconds=3600)
+    assert await slow_grace.place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id]
