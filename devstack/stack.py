@@ -147,12 +147,8 @@ def start_sidecar(
         "--metrics-port", str(ports.dapr_metrics),
         "--config", str(options.config),
         "--log-level", "warn",
-        # No deliveries to an app that stopped answering (a crashed placer, say): they wait
-        # in the stream for it, or for another replica, instead of burning their retries.
-        "--enable-app-health-check",
-        "--app-health-check-path", "/health/live",
-        "--app-health-probe-interval", "1",
-        "--app-health-threshold", "2",
+        # No app health check (see README.md, "Crashes"): when the app turns unhealthy the
+        # runtime cancels the deliveries it is retrying, and Redis Streams acknowledges them.
     ]  # fmt: skip
     for resources in options.resources:
         argv += ["--resources-path", str(resources)]

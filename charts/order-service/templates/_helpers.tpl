@@ -120,10 +120,7 @@ dapr.io/config: {{ include "order-service.daprConfig" .root }}
 dapr.io/log-level: {{ .root.Values.dapr.logLevel }}
 dapr.io/log-as-json: "true"
 dapr.io/enable-metrics: "true"
-dapr.io/enable-app-health-check: "true"
-dapr.io/app-health-check-path: /health/live
-dapr.io/app-health-probe-interval: "5"
-dapr.io/app-health-threshold: "3"
+{{- /* No app health check: see the main README, "Crashes". */}}
 dapr.io/api-token-secret: {{ include "order-service.tokensSecret" .root }}
 dapr.io/graceful-shutdown-seconds: {{ .root.Values.dapr.gracefulShutdownSeconds | quote }}
 dapr.io/sidecar-cpu-request: {{ .root.Values.dapr.sidecar.cpuRequest | quote }}
@@ -170,6 +167,8 @@ metadata:
       key: {{ .Values.postgresql.connectionStringKey }}
   - name: timeout
     value: "5s"
+  - name: maxConns
+    value: {{ .Values.postgresql.maxConns | quote }}
 {{- else }}
 type: state.redis
 version: v1

@@ -1,29 +1,12 @@
 """Client API keys: off by default, and when on, /orders needs one of them."""
 
-from collections.abc import Iterator
-
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from app.deps import get_order_repository
-from app.main import app
 from core.config import Settings, settings
 from tests.factories import market_order_body
 from tests.unit.fakes import MemoryOrders
-
-
-@pytest.fixture
-def orders() -> MemoryOrders:
-    return MemoryOrders()
-
-
-@pytest.fixture
-def client(orders: MemoryOrders) -> Iterator[TestClient]:
-    app.dependency_overrides[get_order_repository] = lambda: orders
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
-    app.dependency_overrides.clear()
 
 
 @pytest.fixture

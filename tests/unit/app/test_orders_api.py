@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from app.deps import get_order_repository, get_sidecar
+from app.deps import get_sidecar
 from app.main import app
 from core.config import settings
 from core.sidecar import SidecarError
@@ -22,19 +22,6 @@ class FakeSidecar:
 
     async def is_ready(self, timeout_seconds: float) -> bool:
         return self.ready
-
-
-@pytest.fixture
-def orders() -> MemoryOrders:
-    return MemoryOrders()
-
-
-@pytest.fixture
-def client(orders: MemoryOrders) -> Iterator[TestClient]:
-    app.dependency_overrides[get_order_repository] = lambda: orders
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
-    app.dependency_overrides.clear()
 
 
 def test_created_order_has_id_time_status_and_every_field_sent(
