@@ -55,8 +55,7 @@ class OutboxRelease:
         answered_at = order.created_at + self._answered_after
         await anyio.sleep(max(0.0, (answered_at - datetime.now(UTC)).total_seconds()))
         try:
-            stored, _ = await self._orders.get_for_placement(order.id)
-            if stored is not None:
+            if await self._orders.get(order.id) is not None:
                 return Delivery.SUCCESS  # committed: the runtime publishes it
             # Should the commit land after all, the void keeps it from being placed.
             await self._orders.decide(order.id, Decision.VOID)

@@ -20,10 +20,10 @@ class FakeOrders:
         self.decisions: dict[str, Decision] = {}
         self.failure: Exception | None = None
 
-    async def get_for_placement(self, order_id: str) -> tuple[Order | None, Decision | None]:
+    async def get(self, order_id: str) -> Order | None:
         if self.failure:
             raise self.failure
-        return self.saved.get(order_id), self.decisions.get(order_id)
+        return self.saved.get(order_id)
 
     async def decide(self, order_id: str, decision: Decision) -> Decision:
         return self.decisions.setdefault(order_id, decision)
