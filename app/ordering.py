@@ -46,6 +46,11 @@ async def accept_order(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.ORDER_TIMEOUT_SECONDS * STORE_SHARE
     order = Order.accept(request)
+    if voids.store_unreachable:
+        # The store is down (our last void failed; a retry every quarter second watches for
+        # its return): answer at once, and leave no outbox message behind a commit that fails
+        # (the runtime polls the store for ever for one; see placer/outbox_release.py).
+        raise OrderNotAcceptedError(order.id)
     if idempotency_key is None:
         return Acceptance(await commit(order, orders, voids, deadline), replayed=False)
     try:

@@ -22,13 +22,20 @@ class PendingVoids:
         self._orders = orders
         self._deadlines: dict[str, float] = {}  # order id → when to give up
         self._worker: asyncio.Task[None] | None = None
+        self._store_answered = True
 
     def __len__(self) -> int:
         return len(self._deadlines)
 
+    @property
+    def store_unreachable(self) -> bool:
+        """True from a void that could not be written until one is: the store is down."""
+        return bool(self._deadlines) and not self._store_answered
+
     def add(self, order_id: str) -> None:
         loop = asyncio.get_running_loop()
         self._deadlines[order_id] = loop.time() + GIVE_UP_AFTER_SECONDS
+        self._store_answered = False
         if self._worker is None or self._worker.done():
             self._worker = asyncio.create_task(self._void_until_empty())
 
@@ -61,7 +68,9 @@ class PendingVoids:
         try:
             held = await self._orders.decide(order_id, Decision.VOID)
         except SidecarError:
+            self._store_answered = False
             return False
+        self._store_answered = True
         self._deadlines.pop(order_id, None)
         if held is Decision.PLACE:
             logger.error("order %s: answered 500, but the placer claimed it first", order_id)

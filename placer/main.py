@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from dapr.ext.fastapi import DaprApp
 from fastapi import Body, FastAPI, Request, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.config import settings
 from core.logs import configure_logging
@@ -23,8 +23,42 @@ class DeliveryAnswer(BaseModel):
     status: Delivery
 
 
+class BatchEntry(BaseModel):
+    """One message of a bulk delivery; `event` is its CloudEvent (or raw payload)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    entry_id: str = Field(alias="entryId")
+    event: Any = None
+
+
+class Batch(BaseModel):
+    entries: list[BatchEntry]
+
+
+class EntryAnswer(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    entry_id: str = Field(alias="entryId")
+    status: Delivery
+
+
+class BatchAnswer(BaseModel):
+    statuses: list[EntryAnswer]
+
+
 class Health(BaseModel):
     status: str
+
+
+class PlacerDaprApp(DaprApp):
+    def bulk_subscribe(self, *, pubsub: str, topic: str, route: str, max_messages: int) -> None:
+        """Lists a subscription delivered in batches on GET /dapr/subscribe, beside the ones
+        of DaprApp.subscribe (which has no bulk options); the route is the caller's."""
+        bulk = {"enabled": True, "maxMessagesCount": max_messages}
+        self._subscriptions.append(
+            {"pubsubname": pubsub, "topic": topic, "route": route, "bulkSubscribe": bulk}
+        )
 
 
 @asynccontextmanager
@@ -50,7 +84,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 configure_logging(settings.LOG_LEVEL)
 app = FastAPI(title="Order placer", lifespan=lifespan)
-dapr_app = DaprApp(app)
+dapr_app = PlacerDaprApp(app)
 
 CloudEvent = Annotated[dict[str, Any], Body()]
 
@@ -91,12 +125,25 @@ async def on_dead_letter(event: CloudEvent, request: Request) -> DeliveryAnswer:
     return DeliveryAnswer(status=await _placer(request).dead_letter(event))
 
 
-@dapr_app.subscribe(  # type: ignore[untyped-decorator]
-    pubsub=settings.OUTBOX_PUBSUB, topic=settings.OUTBOX_TOPIC, route="/events/outbox"
+# In batches: a few calls to the store per batch (see placer/outbox_release.py). Large, so that
+# the backlog of an outage is released in one go; in steady traffic a batch holds the orders
+# that arrived while the one before waited out its API deadline (about 5 s of them).
+OUTBOX_BATCH_SIZE = 500
+dapr_app.bulk_subscribe(
+    pubsub=settings.OUTBOX_PUBSUB,
+    topic=settings.OUTBOX_TOPIC,
+    route="/events/outbox",
+    max_messages=OUTBOX_BATCH_SIZE,
 )
-async def on_outbox_message(event: CloudEvent, request: Request) -> DeliveryAnswer:
+
+
+@app.post("/events/outbox", tags=["PubSub"])
+async def on_outbox_messages(batch: Batch, request: Request) -> BatchAnswer:
     release: OutboxRelease = request.app.state.outbox_release
-    return DeliveryAnswer(status=await release.release_if_failed(event))
+    answers = await release.release_failed({entry.entry_id: entry.event for entry in batch.entries})
+    return BatchAnswer(
+        statuses=[EntryAnswer(entry_id=entry, status=status) for entry, status in answers.items()]
+    )
 
 
 @app.get("/health/live", tags=["health"])

@@ -7,18 +7,24 @@ never comes. The runtime means to give up after 10 s, but its backoff (dapr v1.1
 pkg/runtime/pubsub/outbox.go) has no Stop value, so it polls the store for ever, in a tight
 loop once its context expires: every store outage would leave the API's sidecars burning CPU.
 
-The placer subscribes to the internal topic too (in its own consumer group). Once the API has
-answered an order (its deadline has passed), an order that is not in the store was never
-committed: the placer voids it and writes its marker, expiring. The runtime then publishes the
-order and deletes the marker, and the placer acknowledges that event without placing it.
+The placer subscribes to the internal topic too (in its own consumer group), in batches: one
+read of the store per batch, not one call per order, so that the backlog after an outage is
+released in seconds, before the runtime starts polling without pause (11 s after a failed
+commit). Once the API has answered an order (its deadline has passed), an order that is not in
+the store was never committed: the placer voids it and writes its marker, expiring. The runtime
+then publishes the order and deletes the marker, and the placer acknowledges that event without
+placing it.
 """
 
 import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import anyio
 
-from core.domain import Decision
+from core.domain import Decision, Order
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar, SidecarError
 from placer.placement import Delivery, order_from_event
@@ -30,6 +36,23 @@ MARKER_PREFIX = "outbox-"
 SETTLE_SECONDS = 2.0
 # A marker nobody reads (the runtime gave up on the message) must not stay for ever.
 MARKER_TTL_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    marker: str  # the key the runtime waits for: the message's id
+    order: Order
+
+
+def outbox_message(event: Any) -> OutboxMessage | None:
+    """The order and marker of a runtime outbox message, or None for anything else."""
+    if not isinstance(event, dict):
+        return None
+    marker = event.get("id")
+    if not isinstance(marker, str) or not marker.startswith(MARKER_PREFIX):
+        return None
+    order = order_from_event(event)
+    return None if order is None else OutboxMessage(marker, order)
 
 
 class OutboxRelease:
@@ -46,24 +69,57 @@ class OutboxRelease:
         self._marker_store = marker_store
         self._answered_after = timedelta(seconds=answer_deadline_seconds + SETTLE_SECONDS)
 
-    async def release_if_failed(self, event: dict[str, object]) -> Delivery:
-        marker = event.get("id")
-        order = order_from_event(event)
-        if not isinstance(marker, str) or not marker.startswith(MARKER_PREFIX) or order is None:
-            return Delivery.SUCCESS  # not an outbox message of an order: nothing to release
-        # Until the API has answered, a missing order may be a commit still under way.
-        answered_at = order.created_at + self._answered_after
-        await anyio.sleep(max(0.0, (answered_at - datetime.now(UTC)).total_seconds()))
+    async def release_failed(self, events: Mapping[str, Any]) -> dict[str, Delivery]:
+        """Releases the failed commits among a batch of events; answers by entry id."""
+        # Anything but an order's outbox message has nothing to release.
+        answers = dict.fromkeys(events, Delivery.SUCCESS)
+        messages = {entry: m for entry, event in events.items() if (m := outbox_message(event))}
+        # Until the API has answered, a missing order may be a commit still under way. The
+        # messages answered already go first: a batch after an outage spans many seconds,
+        # and its oldest must not wait for its newest.
+        now = datetime.now(UTC)
+        answered = {e: m for e, m in messages.items() if self._answered_at(m) <= now}
+        answers |= await self._release(answered)
+        pending = {e: m for e, m in messages.items() if e not in answered}
+        if pending:
+            last = max(self._answered_at(message) for message in pending.values())
+            await anyio.sleep(max(0.0, (last - datetime.now(UTC)).total_seconds()))
+            answers |= await self._release(pending)
+        return answers
+
+    def _answered_at(self, message: OutboxMessage) -> datetime:
+        return message.order.created_at + self._answered_after
+
+    async def _release(self, messages: dict[str, OutboxMessage]) -> dict[str, Delivery]:
+        if not messages:
+            return {}
         try:
-            if await self._orders.get(order.id) is not None:
-                return Delivery.SUCCESS  # committed: the runtime publishes it
-            # Should the commit land after all, the void keeps it from being placed.
-            await self._orders.decide(order.id, Decision.VOID)
-            await self._sidecar.save_state(
-                self._marker_store, marker, "0", ttl_seconds=MARKER_TTL_SECONDS
+            uncommitted = await self._orders.find_uncommitted(
+                [message.order.id for message in messages.values()]
             )
+            failed = {e: m for e, m in messages.items() if m.order.id in uncommitted}
+            # Voided first: should the commit land after all, it is never placed. The API
+            # voids the orders it answered 500 too, often before we look.
+            undecided = [i for i, decision in uncommitted.items() if decision is None]
+            if undecided:
+                uncommitted |= await self._orders.decide_all(undecided, Decision.VOID)
+            releasable = {e: m for e, m in failed.items() if uncommitted[m.order.id] is not None}
+            await self._write_markers(releasable.values())
         except SidecarError as error:
-            logger.warning("order %s: outbox message not released yet: %s", order.id, error)
-            return Delivery.RETRY
-        logger.warning("order %s: never committed; released its outbox message", order.id)
-        return Delivery.SUCCESS
+            logger.warning("%d outbox messages not released yet: %s", len(messages), error)
+            return dict.fromkeys(messages, Delivery.RETRY)
+        for message in releasable.values():
+            logger.warning(
+                "order %s: never committed; released its outbox message", message.order.id
+            )
+        answers = dict.fromkeys(messages, Delivery.SUCCESS)
+        # Not voided (the store did not answer for it): tried again with the next attempt.
+        return answers | dict.fromkeys(failed.keys() - releasable.keys(), Delivery.RETRY)
+
+    async def _write_markers(self, messages: Iterable[OutboxMessage]) -> None:
+        """In one transaction: one commit for the whole batch, not one per marker."""
+        markers = dict.fromkeys((message.marker for message in messages), "0")
+        if markers:
+            await self._sidecar.save_in_transaction(
+                self._marker_store, markers, ttl_seconds=MARKER_TTL_SECONDS
+            )

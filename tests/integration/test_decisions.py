@@ -43,6 +43,17 @@ async def test_first_decision_holds_and_only_a_void_can_be_lifted(
     assert await orders.decide(order_id, Decision.VOID) is Decision.PLACE
 
 
+async def test_decisions_for_many_orders_keep_the_ones_recorded_first(
+    orders: OrderRepository,
+) -> None:
+    claimed, voided, new = (str(uuid.uuid4()) for _ in range(3))
+    await orders.decide(claimed, Decision.PLACE)
+    await orders.decide(voided, Decision.VOID)
+    held = await orders.decide_all([claimed, voided, new], Decision.VOID)
+    assert held == {claimed: Decision.PLACE, voided: Decision.VOID, new: Decision.VOID}
+    assert await orders.decide(new, Decision.PLACE) is Decision.VOID
+
+
 async def test_racing_decisions_agree_on_one(orders: OrderRepository) -> None:
     order_id = str(uuid.uuid4())
     wanted = [Decision.VOID, Decision.PLACE] * 5

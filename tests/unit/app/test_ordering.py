@@ -116,3 +116,27 @@ async def test_void_that_cannot_be_written_is_retried_until_the_store_is_back(
     assert orders.voided == {order.id}
     assert len(pending) == 0
     await pending.aclose()
+
+
+@pytest.mark.anyio
+async def test_while_the_store_is_known_down_orders_are_refused_without_a_commit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(voids, "RETRY_INTERVAL_SECONDS", 0.01)
+    orders = MemoryOrders()
+    pending = PendingVoids(orders)  # type: ignore[arg-type]
+    orders.failure = SidecarError("store down")
+    with pytest.raises(OrderNotAcceptedError):
+        await accept_order(request(), None, orders, pending)  # type: ignore[arg-type]
+    assert pending.store_unreachable and orders.creates == 1
+    with pytest.raises(OrderNotAcceptedError):
+        await accept_order(request(), "k", orders, pending)  # type: ignore[arg-type]
+    assert orders.creates == 1 and orders.keys == {}  # nothing tried: no outbox message
+    orders.failure = None
+    for _ in range(100):
+        if not pending.store_unreachable:
+            break
+        await asyncio.sleep(0.01)
+    accepted = await accept_order(request(), None, orders, pending)  # type: ignore[arg-type]
+    assert accepted.order.id in orders.saved
+    await pending.aclose()
