@@ -103,6 +103,11 @@ def redis_server() -> Path:
     return _program("redis-server", debian_package="redis-server")
 
 
+def wrk() -> Path:
+    """The HTTP load generator of the benchmark."""
+    return _program("wrk", debian_package="wrk")
+
+
 def postgres_bin_dir() -> Path:
     """The directory holding initdb and postgres (Debian keeps them off PATH)."""
     found = _find_postgres_bin_dir()

@@ -55,6 +55,12 @@ class ExchangeLedger:
             (submissions,) = cursor.fetchone()
         return bool(submissions == 1)
 
+    def acceptance_times(self) -> dict[str, float]:
+        """Every accepted client order id, with when it was first accepted (Unix seconds)."""
+        with closing(self._connect()) as db:
+            rows = db.execute("SELECT client_order_id, accepted_at FROM accepted").fetchall()
+        return {str(order_id): float(at) for order_id, at in rows}
+
     def submissions(self) -> dict[str, int]:
         """Every accepted client order id, with how many times it was sent."""
         with closing(self._connect()) as db:

@@ -1,0 +1,131 @@
+"""`./bench/run`: POST /orders on this service, the floor and the naive peer, one after the
+other on this machine, then the placer's accept→placed latency and drain rate."""
+
+import asyncio
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from bench import load, report, systems
+from bench.config import bench_settings
+from core.config import Settings, StateStoreKind, settings
+from devstack import binaries
+from devstack.processes import say
+from placer.stock_exchange import ExchangeLedger
+
+# The exchange as the issue of record describes it: 0.5 s a call, 10% failures.
+EXCHANGE_LATENCY_SECONDS = Settings.model_fields["EXCHANGE_LATENCY_SECONDS"].default
+EXCHANGE_FAILURE_RATE = Settings.model_fields["EXCHANGE_FAILURE_RATE"].default
+PLACEMENT_POLL_SECONDS = 1.0
+
+StartSystem = Callable[[], AbstractContextManager[str]]
+
+
+def main() -> int:
+    say(f"wrk: {binaries.wrk()}")
+    with tempfile.TemporaryDirectory(prefix="order-bench-") as directory:
+        tmp = Path(directory)
+        runs = [run for system, start in _systems(tmp) for run in _measure(system, start)]
+        placement = _placement(tmp)
+    results = {
+        "date": report.today(),
+        "cores": os.cpu_count(),
+        "api_workers": settings.API_WORKERS,
+        "seconds_per_point": bench_settings.SECONDS,
+        "runs": report.with_ratios(runs),
+        **placement,
+    }
+    path = report.write(results)
+    print(report.table(results))
+    say(f"Results in {path}")
+    return 0
+
+
+def _systems(tmp: Path) -> list[tuple[str, StartSystem]]:
+    ledger = tmp / "ledger.sqlite3"
+    return [
+        ("floor", lambda: systems.peer(tmp, "floor")),
+        ("service", lambda: systems.service(tmp, StateStoreKind.REDIS, ledger, _exchange())),
+        (
+            "service-postgres",
+            lambda: systems.service(tmp, StateStoreKind.POSTGRES, ledger, _exchange()),
+        ),
+        ("naive", lambda: systems.peer(tmp, "naive")),
+    ]
+
+
+def _exchange() -> dict[str, str]:
+    return {
+        "EXCHANGE_LATENCY_SECONDS": str(EXCHANGE_LATENCY_SECONDS),
+        "EXCHANGE_FAILURE_RATE": str(EXCHANGE_FAILURE_RATE),
+    }
+
+
+def _measure(system: str, start: StartSystem) -> list[dict[str, Any]]:
+    say(f"Starting {system}")
+    with start() as url:
+        if bench_settings.WARMUP_SECONDS:
+            load.wrk(url, 16, bench_settings.WARMUP_SECONDS)
+        runs = []
+        for concurrency in bench_settings.CONCURRENCIES:
+            result = load.wrk(url, concurrency, bench_settings.SECONDS)
+            say(f"{system} at concurrency {concurrency}: {result}")
+            runs.append(
+                {"system": system, "replicas": 1, "concurrency": concurrency, **asdict(result)}
+            )
+    return runs
+
+
+def _placement(tmp: Path) -> dict[str, Any]:
+    """Accept→placed at a pace the placer keeps up with, then the drain of a backlog."""
+    ledger_path = tmp / "placement-ledger.sqlite3"
+    with systems.service(tmp, StateStoreKind.REDIS, ledger_path, _exchange()) as url:
+        ledger = ExchangeLedger(ledger_path)
+        count, rate = bench_settings.LATENCY_ORDERS, bench_settings.LATENCY_RATE_PER_SECOND
+        say(f"Accept→placed: {count} orders at {rate}/s")
+        paced = asyncio.run(load.post_orders(url, count, rate))
+        placed_at = _wait_until_placed(ledger, paced, bound_per_s=rate)
+        waits = sorted((placed_at[i] - created) * 1000 for i, created in paced.items())
+        say(f"Drain: a backlog of {bench_settings.BACKLOG} orders")
+        backlog = asyncio.run(load.post_orders(url, bench_settings.BACKLOG, None))
+        bound = settings.PLACER_CONCURRENCY * (1 - EXCHANGE_FAILURE_RATE) / EXCHANGE_LATENCY_SECONDS
+        placed_at = _wait_until_placed(ledger, backlog, bound_per_s=bound)
+    seconds = max(placed_at[i] for i in backlog) - min(backlog.values())
+    return {
+        "drain": {
+            "orders": len(backlog),
+            "seconds": round(seconds, 1),
+            "per_s": round(len(backlog) / seconds, 2),
+            "bound_per_s": round(bound, 2),
+            "fraction_of_bound": round(len(backlog) / seconds / bound, 3),
+        },
+        "accept_to_placed_ms": {
+            "orders": len(waits),
+            "p50": round(statistics.median(waits)),
+            "p99": round(waits[min(len(waits) - 1, int(len(waits) * 0.99))]),
+        },
+    }
+
+
+def _wait_until_placed(
+    ledger: ExchangeLedger, created: dict[str, float], *, bound_per_s: float
+) -> dict[str, float]:
+    """When the exchange accepted each order; gives up at twice the time the bound allows."""
+    deadline = time.monotonic() + 60 + 2 * len(created) / bound_per_s
+    while time.monotonic() < deadline:
+        accepted = ledger.acceptance_times()
+        if all(order_id in accepted for order_id in created):
+            return accepted
+        time.sleep(PLACEMENT_POLL_SECONDS)
+    missing = sum(1 for order_id in created if order_id not in ledger.acceptance_times())
+    raise TimeoutError(f"{missing} of {len(created)} orders not placed in time")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""Each benchmarked system started on loopback, as a context manager that yields its URL."""
+
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from core.config import PROJECT_ROOT, StateStoreKind, settings
+from devstack.processes import ProcessGroup, free_port, wait_until
+from devstack.stores import start_redis
+
+STARTUP_TIMEOUT_SECONDS = 180
+PEERS = {"floor": "bench.peers:floor", "naive": "bench.peers:naive"}
+
+
+@contextmanager
+def service(
+    tmp: Path, kind: StateStoreKind, ledger: Path, exchange: dict[str, str]
+) -> Iterator[str]:
+    """This service as `./run` starts it in production mode, on free ports, data under tmp."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "API_DAPR_HTTP_PORT": str(free_port()),
+        "PLACER_PORT": str(free_port()),
+        "PLACER_DAPR_HTTP_PORT": str(free_port()),
+        "STATE_STORE_KIND": kind.value,
+        # Fresh stores each time: no backlog left by an earlier start.
+        "DATA_DIR": tempfile.mkdtemp(prefix=f"service-{kind.value}-", dir=tmp),
+        "EXCHANGE_LEDGER_PATH": str(ledger),
+        "LOG_LEVEL": "WARNING",
+        **exchange,
+    }
+    # ./run starts private stores unless told of others (.env, as .env.example has it, does not).
+    for name in ("REDIS_HOST", "REDIS_PASSWORD", "POSTGRES_CONNECTION_STRING"):
+        env.pop(name, None)
+    with ProcessGroup(tmp) as group:
+        run = group.start(f"service-{kind.value}", [str(PROJECT_ROOT / "run")], env=env)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            run,
+            _ready(f"{url}/health/ready"),
+            what="starting",
+            timeout_seconds=STARTUP_TIMEOUT_SECONDS,
+        )
+        yield url
+
+
+@contextmanager
+def peer(tmp: Path, name: str) -> Iterator[str]:
+    """The floor or the naive peer, with as many uvicorn workers as the service's API."""
+    port = free_port()
+    with ProcessGroup(tmp) as group:
+        redis = start_redis(group, tmp / f"redis-{name}", free_port())
+        env = {**os.environ, "BENCH_REDIS_URL": f"redis://{redis.address}/0"}
+        argv = [
+            sys.executable, "-m", "uvicorn", PEERS[name], "--host", "127.0.0.1",
+            "--port", str(port), "--workers", str(settings.API_WORKERS),
+            "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        app = group.start(name, argv, env=env, cwd=PROJECT_ROOT)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            app, _ready(f"{url}/docs"), what="starting", timeout_seconds=STARTUP_TIMEOUT_SECONDS
+        )
+        yield url
+
+
+def _ready(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=1).status_code == httpx.codes.OK
+        except httpx.HTTPError:
+            return False
+
+    return check
