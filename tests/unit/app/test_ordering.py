@@ -2,6 +2,7 @@
 repository."""
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -94,14 +95,28 @@ async def test_commit_whose_void_loses_to_the_placer_is_accepted() -> None:
     assert await commit(order, orders, PendingVoids(orders)) == order  # type: ignore[arg-type]
 
 
-@pytest.mark.anyio
-async def test_void_that_cannot_be_written_is_retried_until_the_store_is_back(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def store_down(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryOrders, PendingVoids]:
+    """A store that refuses every call, and voids retried every 10 ms."""
     monkeypatch.setattr(voids, "RETRY_INTERVAL_SECONDS", 0.01)
     orders = MemoryOrders()
-    pending = PendingVoids(orders)  # type: ignore[arg-type]
     orders.failure = SidecarError("store down")
+    return orders, PendingVoids(orders)  # type: ignore[arg-type]
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Gives the background retries up to a second to make `condition` hold."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.anyio
+async def test_void_that_cannot_be_written_is_retried_until_the_store_is_back(
+    store_down: tuple[MemoryOrders, PendingVoids],
+) -> None:
+    orders, pending = store_down
     order = Order.accept(request())
     with pytest.raises(OrderNotAcceptedError):
         await commit(order, orders, pending)  # type: ignore[arg-type]
@@ -109,10 +124,7 @@ async def test_void_that_cannot_be_written_is_retried_until_the_store_is_back(
     await asyncio.sleep(0.05)
     assert len(pending) == 1  # still down: still pending
     orders.failure = None
-    for _ in range(100):
-        if not pending:
-            break
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: not pending)
     assert orders.voided == {order.id}
     assert len(pending) == 0
     await pending.aclose()
@@ -120,12 +132,9 @@ async def test_void_that_cannot_be_written_is_retried_until_the_store_is_back(
 
 @pytest.mark.anyio
 async def test_while_the_store_is_known_down_orders_are_refused_without_a_commit(
-    monkeypatch: pytest.MonkeyPatch,
+    store_down: tuple[MemoryOrders, PendingVoids],
 ) -> None:
-    monkeypatch.setattr(voids, "RETRY_INTERVAL_SECONDS", 0.01)
-    orders = MemoryOrders()
-    pending = PendingVoids(orders)  # type: ignore[arg-type]
-    orders.failure = SidecarError("store down")
+    orders, pending = store_down
     with pytest.raises(OrderNotAcceptedError):
         await accept_order(request(), None, orders, pending)  # type: ignore[arg-type]
     assert pending.store_unreachable and orders.creates == 1
@@ -133,10 +142,7 @@ async def test_while_the_store_is_known_down_orders_are_refused_without_a_commit
         await accept_order(request(), "k", orders, pending)  # type: ignore[arg-type]
     assert orders.creates == 1 and orders.keys == {}  # nothing tried: no outbox message
     orders.failure = None
-    for _ in range(100):
-        if not pending.store_unreachable:
-            break
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: not pending.store_unreachable)
     accepted = await accept_order(request(), None, orders, pending)  # type: ignore[arg-type]
     assert accepted.order.id in orders.saved
     await pending.aclose()
