@@ -10,10 +10,12 @@ from pathlib import Path
 import httpx
 
 from core.config import PROJECT_ROOT, StateStoreKind, settings
-from devstack.processes import ProcessGroup, free_port, wait_until
+from devstack.processes import STOP_GRACE_SECONDS, ProcessGroup, free_port, wait_until
 from devstack.stores import start_redis
 
 STARTUP_TIMEOUT_SECONDS = 180
+# The stores, two sidecars and two apps of ./run.
+RUN_STOP_GRACE_SECONDS = 6 * STOP_GRACE_SECONDS
 PEERS = {"floor": "bench.peers:floor", "naive": "bench.peers:naive"}
 
 
@@ -50,7 +52,13 @@ def service(
             what="starting",
             timeout_seconds=STARTUP_TIMEOUT_SECONDS,
         )
-        yield url
+        try:
+            yield url
+        finally:
+            # ./run stops its processes one after another, each with its own grace (a placer
+            # with deliveries in flight takes a while): give it the time for all of them, or
+            # what it has not stopped yet outlives it.
+            run.stop(grace_seconds=RUN_STOP_GRACE_SECONDS)
 
 
 @contextmanager
