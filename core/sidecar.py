@@ -102,13 +102,7 @@ class DaprSidecar:
         """Saves one key (outside any outbox). With `first_write`, a missing etag means
         "only if absent" and a stale one raises `EtagMismatchError`; with `ttl_seconds` the
         store expires the key."""
-        item: dict[str, Any] = {"key": key, "value": value}
-        if first_write:
-            item["options"] = {"concurrency": "first-write"}
-        if ttl_seconds is not None:
-            item["metadata"] = {"ttlInSeconds": str(ttl_seconds)}
-        if etag is not None:
-            item["etag"] = etag
+        item = _state_item(key, value, etag=etag, first_write=first_write, ttl_seconds=ttl_seconds)
         path = f"/v1.0/state/{store}"
         await self._call("POST", path, json=[item], timeout_seconds=timeout_seconds)
 
@@ -121,8 +115,7 @@ class DaprSidecar:
     ) -> None:
         """Saves several keys in one call, each on its own: when some fail (a lost first
         write, say) the others are saved and this raises."""
-        options = {"options": {"concurrency": "first-write"}} if first_write else {}
-        items = [{"key": k, "value": v, **options} for k, v in values.items()]
+        items = [_state_item(k, v, first_write=first_write) for k, v in values.items()]
         await self._call("POST", f"/v1.0/state/{store}", json=items)
 
     async def save_in_transaction(
@@ -130,9 +123,8 @@ class DaprSidecar:
     ) -> None:
         """Saves several keys, expiring, in one state transaction (on a store without an
         outbox: nothing is published)."""
-        metadata = {"ttlInSeconds": str(ttl_seconds)}
         operations = [
-            {"operation": "upsert", "request": {"key": k, "value": v, "metadata": metadata}}
+            {"operation": "upsert", "request": _state_item(k, v, ttl_seconds=ttl_seconds)}
             for k, v in values.items()
         ]
         await self.execute_transaction(store, operations)
@@ -164,3 +156,22 @@ class DaprSidecar:
             raise SidecarError(f"{method} {path}: no answer in {deadline} s") from error
         except httpx.HTTPError as error:
             raise SidecarError(f"{method} {path}: {error!r}") from error
+
+
+def _state_item(
+    key: str,
+    value: Any,
+    *,
+    etag: str | None = None,
+    first_write: bool = False,
+    ttl_seconds: int | None = None,
+) -> dict[str, Any]:
+    """One key to save, in the shape of Dapr's state API (a save or a transaction's upsert)."""
+    item: dict[str, Any] = {"key": key, "value": value}
+    if first_write:
+        item["options"] = {"concurrency": "first-write"}
+    if ttl_seconds is not None:
+        item["metadata"] = {"ttlInSeconds": str(ttl_seconds)}
+    if etag is not None:
+        item["etag"] = etag
+    return item
