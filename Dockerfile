@@ -35,7 +35,8 @@ CMD ["uvicorn", "app.main:app", "--no-access-log", "--proxy-headers"]
 
 FROM runtime AS placer
 # The exchange stand-in's ledger lives on a writable emptyDir mounted at /var/lib/placer.
-ENV UVICORN_PORT=8001 ENVIRONMENT=production EXCHANGE_LEDGER_PATH=/var/lib/placer/exchange-ledger.sqlite3
+# HTTP (8001) serves health; the sidecar delivers orders over gRPC to 8002, on the pod's loopback.
+ENV UVICORN_PORT=8001 PLACER_GRPC_PORT=8002 ENVIRONMENT=production EXCHANGE_LEDGER_PATH=/var/lib/placer/exchange-ledger.sqlite3
 EXPOSE 8001
 HEALTHCHECK --interval=10s --timeout=2s CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/health/live', timeout=2)"]
 CMD ["uvicorn", "placer.main:app", "--no-access-log"]

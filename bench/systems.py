@@ -32,6 +32,7 @@ def service(
         "API_PORT": str(port),
         "API_DAPR_HTTP_PORT": str(free_port()),
         "PLACER_PORT": str(free_port()),
+        "PLACER_GRPC_PORT": str(free_port()),
         "PLACER_DAPR_HTTP_PORT": str(free_port()),
         "STATE_STORE_KIND": kind.value,
         # Fresh stores each time: no backlog left by an earlier start.

@@ -72,9 +72,10 @@ class Settings(BaseSettings):
     OUTBOX_TOPIC: str = "defaultorder-apiordersoutbox"
     OUTBOX_MARKER_STORE: str = "outbox-markers"
 
-    # The placer.
+    # The placer: its HTTP port (health), and the gRPC port its sidecar delivers to.
     PLACER_HOST: str = "127.0.0.1"
     PLACER_PORT: int = 8001
+    PLACER_GRPC_PORT: int = 8002
     PLACER_CONCURRENCY: Annotated[int, Field(ge=1)] = 10
 
     # The stock exchange stand-in.

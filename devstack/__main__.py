@@ -42,7 +42,11 @@ def up() -> int:
                 stores=start_stores(group),
                 resources=resources_dirs(settings.STATE_STORE_KIND),
                 api=AppPorts(app=settings.API_PORT, dapr_http=settings.API_DAPR_HTTP_PORT),
-                placer=AppPorts(app=settings.PLACER_PORT, dapr_http=settings.PLACER_DAPR_HTTP_PORT),
+                placer=AppPorts(
+                    app=settings.PLACER_PORT,
+                    dapr_http=settings.PLACER_DAPR_HTTP_PORT,
+                    callback=settings.PLACER_GRPC_PORT,
+                ),
                 environment=settings.ENVIRONMENT,
                 api_host=settings.API_HOST,
                 api_workers=settings.API_WORKERS,

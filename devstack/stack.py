@@ -44,14 +44,18 @@ def resources_dirs(kind: StateStoreKind, root: Path = COMPONENTS_DIR) -> list[Pa
 
 @dataclass
 class AppPorts:
-    app: int
+    app: int  # the app's HTTP port
     dapr_http: int
     dapr_grpc: int = field(default_factory=free_port)
     dapr_metrics: int = field(default_factory=free_port)
+    # Where the sidecar calls the app over gRPC (the placer's deliveries); None: it does not.
+    callback: int | None = None
 
     @classmethod
-    def free(cls) -> "AppPorts":
-        return cls(app=free_port(), dapr_http=free_port())
+    def free(cls, *, callback: bool = False) -> "AppPorts":
+        return cls(
+            app=free_port(), dapr_http=free_port(), callback=free_port() if callback else None
+        )
 
 
 @dataclass
@@ -59,7 +63,7 @@ class StackOptions:
     stores: StoreEndpoints
     resources: list[Path]
     api: AppPorts = field(default_factory=AppPorts.free)
-    placer: AppPorts = field(default_factory=AppPorts.free)
+    placer: AppPorts = field(default_factory=lambda: AppPorts.free(callback=True))
     config: Path = COMPONENTS_DIR / "config.yaml"
     api_app_id: str = API_APP_ID  # the components' scopes name these
     placer_app_id: str = PLACER_APP_ID
@@ -128,6 +132,8 @@ def start_app_process(
         "DAPR_HTTP_PORT": str(ports.dapr_http),
         "DAPR_GRPC_PORT": str(ports.dapr_grpc),
     }
+    if ports.callback is not None:
+        app_env["PLACER_GRPC_PORT"] = str(ports.callback)
     app = group.start(app_id, argv, env=app_env, cwd=PROJECT_ROOT, echo=options.echo)
     wait_until(app, port_open(ports.app), what="starting", timeout_seconds=STARTUP_TIMEOUT_SECONDS)
     return app
@@ -139,8 +145,10 @@ def start_sidecar(
     argv = [
         str(binaries.daprd()),
         "--app-id", app_id,
-        "--app-port", str(ports.app),
-        "--app-protocol", "http",
+        # The placer takes its deliveries over gRPC (see placer/callbacks.py); the API
+        # takes no calls from its sidecar.
+        "--app-port", str(ports.app if ports.callback is None else ports.callback),
+        "--app-protocol", "http" if ports.callback is None else "grpc",
         "--dapr-listen-addresses", "127.0.0.1",
         "--dapr-http-port", str(ports.dapr_http),
         "--dapr-grpc-port", str(ports.dapr_grpc),

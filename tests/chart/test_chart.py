@@ -83,6 +83,9 @@ def test_app_deployments_carry_the_dapr_annotations(manifests: list[dict[str, An
         assert annotations["dapr.io/app-id"] == deployment["metadata"]["name"]
         assert annotations["dapr.io/app-port"].isdigit()
         assert annotations["dapr.io/config"]
+        # The placer's deliveries go over gRPC (see placer/callbacks.py).
+        protocol = "grpc" if deployment["metadata"]["name"].endswith("-placer") else "http"
+        assert annotations["dapr.io/app-protocol"] == protocol
         assert annotations["dapr.io/api-token-secret"]
 
 

@@ -31,7 +31,10 @@ class RunScript:
         self.ledger = ledger
 
     def ports(self) -> list[int]:
-        names = ("API_PORT", "PLACER_PORT", "API_DAPR_HTTP_PORT", "PLACER_DAPR_HTTP_PORT")
+        names = (
+            "API_PORT", "PLACER_PORT", "PLACER_GRPC_PORT", "API_DAPR_HTTP_PORT",
+            "PLACER_DAPR_HTTP_PORT",
+        )  # fmt: skip
         return [int(self.env[name]) for name in names]
 
 
@@ -45,6 +48,7 @@ def run_script(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunScript]:
         "API_PORT": str(free_port()),
         "API_WORKERS": "2",
         "PLACER_PORT": str(free_port()),
+        "PLACER_GRPC_PORT": str(free_port()),
         "API_DAPR_HTTP_PORT": str(free_port()),
         "PLACER_DAPR_HTTP_PORT": str(free_port()),
         "DATA_DIR": str(tmp / "data"),

@@ -115,7 +115,7 @@ def fault_stack(tmp: Path, kind: StateStoreKind, replicas: int = 2) -> Iterator[
         options.environment, options.api_workers = Environment.PRODUCTION, 1
         placers, apis = [], []
         for _ in range(replicas):
-            ports = AppPorts.free()
+            ports = AppPorts.free(callback=True)
             argv = placer_argv(options, ports.app)
             placers.append(start_app(group, options, PLACER_APP_ID, ports, argv))
         for _ in range(replicas):

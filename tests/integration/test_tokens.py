@@ -3,10 +3,13 @@ tokens."""
 
 from collections.abc import Iterator
 
+import grpc
 import httpx
 import pytest
+from dapr.proto.runtime.v1 import appcallback_pb2 as callback
+from dapr.proto.runtime.v1 import appcallback_pb2_grpc as callback_grpc
 
-from core.config import StateStoreKind
+from core.config import StateStoreKind, settings
 from tests.factories import market_order_body
 from tests.integration.stack_fixtures import RunningStack, running_stack
 
@@ -44,10 +47,15 @@ def test_sidecar_refuses_calls_without_the_api_token(guarded_stack: RunningStack
     assert httpx.get(url, headers=token, timeout=5).status_code in (200, 204)
 
 
-def test_placer_refuses_deliveries_without_the_app_token(guarded_stack: RunningStack) -> None:
-    url = f"{guarded_stack.stack.placer.url}/events/orders"
-    event = {"id": "forged", "data": {"id": "forged"}}
-    assert httpx.post(url, json=event, timeout=5).status_code == 401
-    wrong = {"dapr-api-token": "guess"}
-    assert httpx.post(url, json=event, headers=wrong, timeout=5).status_code == 401
+@pytest.mark.parametrize("metadata", [(), (("dapr-api-token", "guess"),)])
+def test_placer_refuses_deliveries_without_the_app_token(
+    guarded_stack: RunningStack, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    forged = callback.TopicEventRequest(
+        id="forged", topic=settings.ORDERS_TOPIC, data=b'{"id": "forged"}'
+    )
+    placer = f"127.0.0.1:{guarded_stack.stack.placer.ports.callback}"
+    with grpc.insecure_channel(placer) as channel, pytest.raises(grpc.RpcError) as refused:
+        callback_grpc.AppCallbackStub(channel).OnTopicEvent(forged, metadata=metadata, timeout=5)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert httpx.get(f"{guarded_stack.stack.placer.url}/health/live", timeout=5).status_code == 200

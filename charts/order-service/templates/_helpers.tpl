@@ -115,7 +115,6 @@ repository and tag. */}}
 {{/* Annotations that have the Dapr control plane inject and configure the sidecar. */}}
 {{- define "order-service.daprAnnotations" -}}
 dapr.io/enabled: "true"
-dapr.io/app-protocol: http
 dapr.io/config: {{ include "order-service.daprConfig" .root }}
 dapr.io/log-level: {{ .root.Values.dapr.logLevel }}
 dapr.io/log-as-json: "true"

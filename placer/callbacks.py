@@ -1,0 +1,149 @@
+"""How the placer's sidecar reaches it: Dapr's app callback API over gRPC.
+
+Over gRPC, not HTTP: daprd's HTTP app channel (dapr v1.18.1 to v1.18.3) swaps one shared
+middleware chain per call (pkg/middleware/http/pipeline.go), so concurrent deliveries run each
+other's handler closures. A delivery whose connection failed (a restarting placer) can then
+come back as "200, empty body", which the runtime counts as SUCCESS, and Redis Streams
+acknowledges an order the placer never saw. The gRPC channel has no such chain: a failed call
+is an error, and the delivery is retried.
+"""
+
+import hmac
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+import grpc
+from dapr.proto.runtime.v1 import appcallback_pb2 as callback
+from dapr.proto.runtime.v1 import appcallback_pb2_grpc as callback_grpc
+from google.protobuf import empty_pb2
+
+from core.config import settings
+from placer.outbox_release import OutboxRelease
+from placer.placement import Delivery, Placer
+
+logger = logging.getLogger(__name__)
+Context = grpc.aio.ServicerContext[Any, Any]
+
+# In batches: a few calls to the store per batch (see placer/outbox_release.py). Large, so that
+# the backlog of an outage is released in one go; in steady traffic a batch holds the orders
+# that arrived while the one before waited out its API deadline (about 5 s of them).
+OUTBOX_BATCH_SIZE = 500
+# Seconds a stopping placer gives the deliveries in flight before it cancels them (the sidecar
+# then delivers them again).
+STOP_GRACE_SECONDS = 5.0
+
+STATUSES = {
+    Delivery.SUCCESS: callback.TopicEventResponse.SUCCESS,
+    Delivery.RETRY: callback.TopicEventResponse.RETRY,
+    Delivery.DROP: callback.TopicEventResponse.DROP,
+}
+
+
+def subscriptions() -> list[callback.TopicSubscription]:
+    """The topics the sidecar delivers, as it reads them when it starts."""
+    return [
+        callback.TopicSubscription(
+            pubsub_name=settings.PUBSUB,
+            topic=settings.ORDERS_TOPIC,
+            dead_letter_topic=settings.DEAD_LETTER_TOPIC,
+        ),
+        callback.TopicSubscription(pubsub_name=settings.PUBSUB, topic=settings.DEAD_LETTER_TOPIC),
+        callback.TopicSubscription(
+            pubsub_name=settings.OUTBOX_PUBSUB,
+            topic=settings.OUTBOX_TOPIC,
+            bulk_subscribe=callback.BulkSubscribeConfig(
+                enabled=True, max_messages_count=OUTBOX_BATCH_SIZE
+            ),
+        ),
+    ]
+
+
+def event_of(event_id: str, data: bytes, content_type: str = "application/json") -> dict[str, Any]:
+    """A delivered event in the shape placement reads: its id, and its data parsed from JSON
+    (None when it is not JSON: such a message is no order)."""
+    parsed: Any = None
+    if "json" in content_type or not content_type:
+        try:
+            parsed = json.loads(data)
+        except ValueError:
+            parsed = None
+    return {"id": event_id, "data": parsed}
+
+
+def bulk_event_of(entry: callback.TopicEventBulkRequestEntry) -> dict[str, Any]:
+    if entry.WhichOneof("event") == "cloud_event":
+        cloud_event = entry.cloud_event
+        return event_of(cloud_event.id, cloud_event.data, cloud_event.data_content_type)
+    # A raw entry is the whole CloudEvent as JSON.
+    try:
+        whole = json.loads(entry.bytes)
+    except ValueError:
+        return {"id": entry.entry_id, "data": None}
+    return whole if isinstance(whole, dict) else {"id": entry.entry_id, "data": None}
+
+
+class PlacerCallbacks(callback_grpc.AppCallbackServicer):
+    """Answers the sidecar's deliveries; refuses deliveries without the app token."""
+
+    def __init__(self, placer: Placer, release: OutboxRelease, app_token: str | None) -> None:
+        self._placer = placer
+        self._release = release
+        self._app_token = app_token
+
+    async def ListTopicSubscriptions(
+        self, request: empty_pb2.Empty, context: Context
+    ) -> callback.ListTopicSubscriptionsResponse:
+        # No token check: the runtime lists topics without one (and they are no secret).
+        return callback.ListTopicSubscriptionsResponse(subscriptions=subscriptions())
+
+    async def OnTopicEvent(
+        self, request: callback.TopicEventRequest, context: Context
+    ) -> callback.TopicEventResponse:
+        await self._check_token(context)
+        event = event_of(request.id, request.data, request.data_content_type)
+        if request.topic == settings.ORDERS_TOPIC:
+            answer = await self._placer.place(event)
+        elif request.topic == settings.DEAD_LETTER_TOPIC:
+            answer = await self._placer.dead_letter(event)
+        else:
+            logger.error("event %s on unknown topic %r: dropped", request.id, request.topic)
+            answer = Delivery.DROP
+        return callback.TopicEventResponse(status=STATUSES[answer])
+
+    async def OnBulkTopicEvent(
+        self, request: callback.TopicEventBulkRequest, context: Context
+    ) -> callback.TopicEventBulkResponse:
+        await self._check_token(context)
+        events = {entry.entry_id: bulk_event_of(entry) for entry in request.entries}
+        answers: Mapping[str, Delivery] = await self._release.release_failed(events)
+        return callback.TopicEventBulkResponse(
+            statuses=[
+                callback.TopicEventBulkResponseEntry(entry_id=entry, status=STATUSES[answer])
+                for entry, answer in answers.items()
+            ]
+        )
+
+    async def _check_token(self, context: Context) -> None:
+        """Only the sidecar may deliver: it sends APP_API_TOKEN as `dapr-api-token`."""
+        if not self._app_token:
+            return
+        sent = dict(context.invocation_metadata() or ()).get("dapr-api-token", "")
+        sent_bytes = sent.encode() if isinstance(sent, str) else sent
+        if not hmac.compare_digest(sent_bytes, self._app_token.encode()):
+            await _refuse(context)
+
+
+async def _refuse(context: Context) -> NoReturn:
+    # Not UNIMPLEMENTED: the runtime drops a delivery answered with that code.
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Missing or wrong dapr-api-token")
+    raise AssertionError("abort returns only by raising")
+
+
+async def start_server(servicer: PlacerCallbacks, host: str, port: int) -> grpc.aio.Server:
+    server = grpc.aio.server()
+    callback_grpc.add_AppCallbackServicer_to_server(servicer, server)
+    server.add_insecure_port(f"{host}:{port}")
+    await server.start()
+    return server

@@ -1,0 +1,121 @@
+"""The placer's gRPC callback server, as its sidecar calls it (a real server on loopback)."""
+
+import json
+from collections.abc import AsyncIterator
+
+import grpc
+import pytest
+from dapr.proto.runtime.v1 import appcallback_pb2 as callback
+from dapr.proto.runtime.v1 import appcallback_pb2_grpc as callback_grpc
+from google.protobuf import empty_pb2
+
+from core.config import settings
+from core.repository import OrderRepository
+from core.sidecar import DaprSidecar
+from devstack.processes import free_port
+from placer.callbacks import OUTBOX_BATCH_SIZE, PlacerCallbacks, event_of, start_server
+from placer.outbox_release import OutboxRelease
+from placer.placement import Placer
+
+pytestmark = pytest.mark.anyio
+TOKEN = "app-token"
+WITH_TOKEN = (("dapr-api-token", TOKEN),)
+
+
+def _unreachable_exchange(order: object) -> None:
+    raise AssertionError("no exchange call expected")
+
+
+@pytest.fixture
+async def stub() -> AsyncIterator[callback_grpc.AppCallbackStub]:
+    # Nothing here reaches the sidecar: the events below are no orders.
+    sidecar = DaprSidecar("http://127.0.0.1:9", api_token=None, timeout_seconds=1)
+    orders = OrderRepository(sidecar, settings.PLACER_STATE_STORE)
+    placer = Placer(orders, _unreachable_exchange, 1, answer_deadline_seconds=3)
+    release = OutboxRelease(orders, sidecar, "markers", answer_deadline_seconds=3)
+    port = free_port()
+    server = await start_server(PlacerCallbacks(placer, release, TOKEN), "127.0.0.1", port)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield callback_grpc.AppCallbackStub(channel)
+    await server.stop(0)
+    await sidecar.aclose()
+
+
+async def test_orders_have_a_dead_letter_topic_with_its_own_subscription(
+    stub: callback_grpc.AppCallbackStub,
+) -> None:
+    listed = await stub.ListTopicSubscriptions(empty_pb2.Empty(), metadata=WITH_TOKEN)
+    by_topic = {subscription.topic: subscription for subscription in listed.subscriptions}
+    orders = by_topic[settings.ORDERS_TOPIC]
+    assert orders.pubsub_name == settings.PUBSUB
+    assert orders.dead_letter_topic == settings.DEAD_LETTER_TOPIC
+    assert by_topic[settings.DEAD_LETTER_TOPIC].pubsub_name == settings.PUBSUB
+
+
+async def test_outbox_messages_come_in_batches(stub: callback_grpc.AppCallbackStub) -> None:
+    listed = await stub.ListTopicSubscriptions(empty_pb2.Empty(), metadata=WITH_TOKEN)
+    outbox = next(s for s in listed.subscriptions if s.topic == settings.OUTBOX_TOPIC)
+    assert outbox.pubsub_name == settings.OUTBOX_PUBSUB
+    assert outbox.bulk_subscribe.enabled
+    assert outbox.bulk_subscribe.max_messages_count == OUTBOX_BATCH_SIZE
+
+
+@pytest.mark.parametrize("data", [b'{"bogus": 1}', b"not json", b"[1, 2, 3]"])
+async def test_poison_order_event_is_answered_with_drop(
+    stub: callback_grpc.AppCallbackStub, data: bytes
+) -> None:
+    event = callback.TopicEventRequest(
+        id="x", topic=settings.ORDERS_TOPIC, data=data, data_content_type="application/json"
+    )
+    answer = await stub.OnTopicEvent(event, metadata=WITH_TOKEN)
+    assert answer.status == callback.TopicEventResponse.DROP
+
+
+async def test_event_on_an_unknown_topic_is_dropped(stub: callback_grpc.AppCallbackStub) -> None:
+    event = callback.TopicEventRequest(id="x", topic="elsewhere", data=b"{}")
+    answer = await stub.OnTopicEvent(event, metadata=WITH_TOKEN)
+    assert answer.status == callback.TopicEventResponse.DROP
+
+
+async def test_batch_is_answered_per_entry(stub: callback_grpc.AppCallbackStub) -> None:
+    not_an_outbox_message = callback.TopicEventCERequest(id="not-a-marker", data=b"{}")
+    batch = callback.TopicEventBulkRequest(
+        id="batch-1",
+        topic=settings.OUTBOX_TOPIC,
+        entries=[
+            callback.TopicEventBulkRequestEntry(entry_id="a", cloud_event=not_an_outbox_message),
+            callback.TopicEventBulkRequestEntry(entry_id="b", bytes=b"raw payload"),
+        ],
+    )
+    answer = await stub.OnBulkTopicEvent(batch, metadata=WITH_TOKEN)
+    assert {(s.entry_id, s.status) for s in answer.statuses} == {
+        ("a", callback.TopicEventResponse.SUCCESS),
+        ("b", callback.TopicEventResponse.SUCCESS),
+    }
+
+
+@pytest.mark.parametrize("metadata", [(), (("dapr-api-token", "wrong"),)])
+async def test_deliveries_without_the_app_token_are_refused(
+    stub: callback_grpc.AppCallbackStub, metadata: tuple[tuple[str, str], ...]
+) -> None:
+    event = callback.TopicEventRequest(id="x", topic=settings.ORDERS_TOPIC, data=b"{}")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.OnTopicEvent(event, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    batch = callback.TopicEventBulkRequest(id="b", topic=settings.OUTBOX_TOPIC)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.OnBulkTopicEvent(batch, metadata=metadata)
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_topics_are_listed_without_the_token(stub: callback_grpc.AppCallbackStub) -> None:
+    # The runtime asks for them without it.
+    listed = await stub.ListTopicSubscriptions(empty_pb2.Empty())
+    assert len(listed.subscriptions) == 3
+
+
+def test_event_data_is_parsed_from_json_or_left_out() -> None:
+    order = {"id": "o-1"}
+    assert event_of("e", json.dumps(order).encode()) == {"id": "e", "data": order}
+    assert event_of("e", b"{broken") == {"id": "e", "data": None}
+    assert event_of("e", b"plain text", "text/plain") == {"id": "e", "data": None}
