@@ -23,6 +23,7 @@ from placer.stock_exchange import ExchangeLedger
 EXCHANGE_LATENCY_SECONDS = Settings.model_fields["EXCHANGE_LATENCY_SECONDS"].default
 EXCHANGE_FAILURE_RATE = Settings.model_fields["EXCHANGE_FAILURE_RATE"].default
 PLACEMENT_POLL_SECONDS = 1.0
+SCALING_CONCURRENCY = 64
 
 StartSystem = Callable[[], AbstractContextManager[str]]
 
@@ -33,6 +34,7 @@ def main() -> int:
         tmp = Path(directory)
         runs = [run for system, start in _systems(tmp) for run in _measure(system, start)]
         placement = _placement(tmp)
+        scaling = _scaling(tmp) if bench_settings.SCALING else None
     results = {
         "date": report.today(),
         "cores": os.cpu_count(),
@@ -40,6 +42,7 @@ def main() -> int:
         "seconds_per_point": bench_settings.SECONDS,
         "runs": report.with_ratios(runs),
         **placement,
+        **({"scaling": scaling} if scaling else {}),
     }
     path = report.write(results)
     print(report.table(results))
@@ -93,23 +96,61 @@ def _placement(tmp: Path) -> dict[str, Any]:
         placed_at = _wait_until_placed(ledger, paced, bound_per_s=rate)
         waits = sorted((placed_at[i] - created) * 1000 for i, created in paced.items())
         say(f"Drain: a backlog of {bench_settings.BACKLOG} orders")
-        backlog = asyncio.run(load.post_orders(url, bench_settings.BACKLOG, None))
-        bound = settings.PLACER_CONCURRENCY * (1 - EXCHANGE_FAILURE_RATE) / EXCHANGE_LATENCY_SECONDS
-        placed_at = _wait_until_placed(ledger, backlog, bound_per_s=bound)
-    seconds = max(placed_at[i] for i in backlog) - min(backlog.values())
+        drain = _drain(url, ledger, bench_settings.BACKLOG, placers=1)
     return {
-        "drain": {
-            "orders": len(backlog),
-            "seconds": round(seconds, 1),
-            "per_s": round(len(backlog) / seconds, 2),
-            "bound_per_s": round(bound, 2),
-            "fraction_of_bound": round(len(backlog) / seconds / bound, 3),
-        },
+        "drain": drain,
         "accept_to_placed_ms": {
             "orders": len(waits),
             "p50": round(statistics.median(waits)),
             "p99": round(waits[min(len(waits) - 1, int(len(waits) * 0.99))]),
         },
+    }
+
+
+def _drain(url: str, ledger: ExchangeLedger, orders: int, *, placers: int) -> dict[str, Any]:
+    """Posts `orders` at once and times them from the first creation to the last placement."""
+    backlog = asyncio.run(load.post_orders(url, orders, None))
+    per_placer = (
+        settings.PLACER_CONCURRENCY * (1 - EXCHANGE_FAILURE_RATE) / EXCHANGE_LATENCY_SECONDS
+    )
+    bound = placers * per_placer
+    placed_at = _wait_until_placed(ledger, backlog, bound_per_s=bound)
+    seconds = max(placed_at[i] for i in backlog) - min(backlog.values())
+    return {
+        "orders": len(backlog),
+        "seconds": round(seconds, 1),
+        "per_s": round(len(backlog) / seconds, 2),
+        "bound_per_s": round(bound, 2),
+        "fraction_of_bound": round(len(backlog) / seconds / bound, 3),
+    }
+
+
+def _scaling(tmp: Path) -> dict[str, Any]:
+    """Horizontal scaling on this machine: 1 and 2 API replicas (one worker and one daprd each,
+    as Kubernetes runs them) under the same load, then 1 and 2 placers draining a backlog."""
+    apis = []
+    for count in (1, 2):
+        say(f"Scaling: {count} API replica(s) at concurrency {SCALING_CONCURRENCY}")
+        ledger = tmp / f"scaling-api-{count}.sqlite3"
+        with systems.replicas(tmp, count, 1, ledger, _exchange()) as urls:
+            if bench_settings.WARMUP_SECONDS:
+                load.wrk(urls, 16, bench_settings.WARMUP_SECONDS)
+            result = load.wrk(urls, SCALING_CONCURRENCY, bench_settings.SECONDS)
+        say(f"{count} API replica(s): {result}")
+        apis.append({"replicas": count, "concurrency": SCALING_CONCURRENCY, **asdict(result)})
+    placers = []
+    for count in (1, 2):
+        say(f"Scaling: {count} placer(s) draining {bench_settings.SCALING_BACKLOG} orders")
+        ledger_path = tmp / f"scaling-placers-{count}.sqlite3"
+        with systems.replicas(tmp, 1, count, ledger_path, _exchange()) as urls:
+            drain = _drain(urls[0], ExchangeLedger(ledger_path), bench_settings.SCALING_BACKLOG,
+                           placers=count)  # fmt: skip
+        placers.append({"placers": count, **drain})
+    return {
+        "api_replicas": apis,
+        "api_ratio": round(apis[1]["rps"] / apis[0]["rps"], 2),
+        "placers": placers,
+        "placer_ratio": round(placers[1]["per_s"] / placers[0]["per_s"], 2),
     }
 
 

@@ -15,6 +15,9 @@ class BenchSettings(BaseSettings):
     BACKLOG: int = Field(default=10_000, ge=1)
     LATENCY_ORDERS: int = Field(default=200, ge=1)
     LATENCY_RATE_PER_SECOND: float = Field(default=5.0, gt=0)
+    # Horizontal scaling (1 and 2 API replicas, 1 and 2 placers), and its placers' backlog.
+    SCALING: bool = True
+    SCALING_BACKLOG: int = Field(default=1500, ge=1)
     # Where the floor and the naive peer find Redis (set by the benchmark for them).
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
 

@@ -2,11 +2,13 @@
 
 import asyncio
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,14 +27,19 @@ class LoadResult:
     non_2xx: int
 
 
-def wrk(url: str, concurrency: int, seconds: int) -> LoadResult:
-    """`concurrency` connections, each sending its next order when the last is answered."""
-    threads = min(2, concurrency)
+def wrk(urls: str | list[str], concurrency: int, seconds: int) -> LoadResult:
+    """`concurrency` connections, each sending its next order when the last is answered;
+    spread evenly over several URLs (API replicas) when given more than one."""
+    targets = [urls] if isinstance(urls, str) else urls
+    threads = max(min(2, concurrency), len(targets))
     argv = [
         str(binaries.wrk()), "-t", str(threads), "-c", str(concurrency), "-d", f"{seconds}s",
-        "--timeout", "10s", "-s", str(WRK_SCRIPT), f"{url}/orders",
+        "--timeout", "10s", "-s", str(WRK_SCRIPT), f"{targets[0]}/orders",
     ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    env = {**os.environ, "BENCH_TARGETS": ",".join(urlsplit(url).netloc for url in targets)}
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=seconds + 60, check=True, env=env
+    )
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     return LoadResult(
         rps=round(figures["requests"] / figures["seconds"], 1),

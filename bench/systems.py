@@ -9,8 +9,19 @@ from pathlib import Path
 
 import httpx
 
-from core.config import PROJECT_ROOT, StateStoreKind, settings
+from core.config import PROJECT_ROOT, Environment, StateStoreKind, settings
 from devstack.processes import STOP_GRACE_SECONDS, ProcessGroup, free_port, wait_until
+from devstack.stack import (
+    API_APP_ID,
+    PLACER_APP_ID,
+    AppPorts,
+    StackOptions,
+    StoreEndpoints,
+    api_argv,
+    placer_argv,
+    resources_dirs,
+    start_app,
+)
 from devstack.stores import start_redis
 
 STARTUP_TIMEOUT_SECONDS = 180
@@ -60,6 +71,31 @@ def service(
             # with deliveries in flight takes a while): give it the time for all of them, or
             # what it has not stopped yet outlives it.
             run.stop(grace_seconds=RUN_STOP_GRACE_SECONDS)
+
+
+@contextmanager
+def replicas(
+    tmp: Path, apis: int, placers: int, ledger: Path, exchange: dict[str, str]
+) -> Iterator[list[str]]:
+    """`apis` API replicas and `placers` placers, each beside its own daprd, on one Redis, as
+    Kubernetes runs them (one uvicorn worker per API pod); yields the APIs' URLs."""
+    with ProcessGroup(tmp) as group:
+        redis = start_redis(group, Path(tempfile.mkdtemp(prefix="redis-", dir=tmp)), free_port())
+        options = StackOptions(
+            stores=StoreEndpoints(redis.address),
+            resources=resources_dirs(StateStoreKind.REDIS),
+            environment=Environment.PRODUCTION,
+            app_env={"EXCHANGE_LEDGER_PATH": str(ledger), "LOG_LEVEL": "WARNING", **exchange},
+        )
+        for _ in range(placers):
+            ports = AppPorts.free(callback=True)
+            start_app(group, options, PLACER_APP_ID, ports, placer_argv(options, ports.app))
+        urls = []
+        for _ in range(apis):
+            ports = AppPorts.free()
+            start_app(group, options, API_APP_ID, ports, api_argv(options, ports.app))
+            urls.append(f"http://127.0.0.1:{ports.app}")
+        yield urls
 
 
 @contextmanager
