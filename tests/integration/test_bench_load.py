@@ -14,14 +14,14 @@ received: Counter[int] = Counter()
 
 
 class Created(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - the name http.server looks up
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         received[self.server.server_port] += 1  # type: ignore[attr-defined]
         self.send_response(201)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - as in the base
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 
