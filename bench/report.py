@@ -54,7 +54,26 @@ def table(results: dict[str, Any]) -> str:
         )
     if latency:
         lines.append(f"Accept→placed: p50 {latency['p50']} ms, p99 {latency['p99']} ms")
+    if scaling := results.get("scaling"):
+        lines.extend(scaling_lines(scaling))
     return "\n".join(lines)
+
+
+def scaling_lines(scaling: dict[str, Any]) -> list[str]:
+    apis, placers = scaling["api_replicas"], scaling["placers"]
+    api_figures = ", ".join(
+        f"{r['replicas']}: {r['rps']}/s (p99 {r['p99_ms']:.0f} ms)" for r in apis
+    )
+    placer_figures = ", ".join(
+        f"{r['placers']}: {r['per_s']}/s ({r['fraction_of_bound']:.0%} of {r['bound_per_s']}/s)"
+        for r in placers
+    )
+    return [
+        f"API replicas at concurrency {apis[0]['concurrency']}: {api_figures}; "
+        f"ratio {scaling['api_ratio']}",
+        f"Placers draining {placers[0]['orders']} orders: {placer_figures}; "
+        f"ratio {scaling['placer_ratio']}",
+    ]
 
 
 def svg(results: dict[str, Any]) -> str:

@@ -43,3 +43,19 @@ def test_table_and_plot_show_every_run() -> None:
     assert "| service | 64 | 300 | 0.75 |" in table
     plot = report.svg(figures)
     assert plot.startswith("<svg") and plot.count("<rect") == 2 + len(report.SYSTEMS)
+
+
+def test_table_shows_the_scaling_ratios() -> None:
+    figures = results([run("floor", 64, 400)])
+    api = [{**run("service", 64, rps), "replicas": n} for n, rps in ((1, 400), (2, 500))]
+    drains = [
+        {"placers": n, "orders": 1500, "per_s": per_s, "bound_per_s": 18.0 * n,
+         "fraction_of_bound": per_s / (18.0 * n)}
+        for n, per_s in ((1, 17.0), (2, 34.0))
+    ]  # fmt: skip
+    figures["scaling"] = {
+        "api_replicas": api, "api_ratio": 1.25, "placers": drains, "placer_ratio": 2.0
+    }  # fmt: skip
+    table = report.table(figures)
+    assert "1: 400/s (p99 3 ms), 2: 500/s (p99 3 ms); ratio 1.25" in table
+    assert "1: 17.0/s (94% of 18.0/s), 2: 34.0/s (94% of 36.0/s); ratio 2.0" in table
