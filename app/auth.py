@@ -15,7 +15,7 @@ API_KEY_HEADER = APIKeyHeader(
 )
 
 
-def require_api_key(api_key: Annotated[str | None, Security(API_KEY_HEADER)]) -> None:
+async def require_api_key(api_key: Annotated[str | None, Security(API_KEY_HEADER)]) -> None:
     """Lets a request through when keys are off or it carries one of them."""
     accepted = settings.api_keys()
     if not accepted:

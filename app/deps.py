@@ -1,4 +1,7 @@
-"""Dependencies shared by the routes, as `Annotated` aliases."""
+"""Dependencies shared by the routes, as `Annotated` aliases.
+
+All `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off per
+dependency and request for what is an attribute lookup."""
 
 from typing import Annotated
 
@@ -9,17 +12,17 @@ from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
 
 
-def get_sidecar(request: Request) -> DaprSidecar:
+async def get_sidecar(request: Request) -> DaprSidecar:
     sidecar: DaprSidecar = request.app.state.sidecar
     return sidecar
 
 
-def get_order_repository(request: Request) -> OrderRepository:
+async def get_order_repository(request: Request) -> OrderRepository:
     orders: OrderRepository = request.app.state.orders
     return orders
 
 
-def get_pending_voids(request: Request) -> PendingVoids:
+async def get_pending_voids(request: Request) -> PendingVoids:
     voids: PendingVoids = request.app.state.pending_voids
     return voids
 
