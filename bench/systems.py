@@ -12,15 +12,10 @@ import httpx
 from core.config import PROJECT_ROOT, Environment, StateStoreKind, settings
 from devstack.processes import STOP_GRACE_SECONDS, ProcessGroup, free_port, wait_until
 from devstack.stack import (
-    API_APP_ID,
-    PLACER_APP_ID,
-    AppPorts,
     StackOptions,
     StoreEndpoints,
-    api_argv,
-    placer_argv,
     resources_dirs,
-    start_app,
+    start_replicas,
 )
 from devstack.stores import start_redis
 
@@ -87,14 +82,8 @@ def replicas(
             environment=Environment.PRODUCTION,
             app_env={"EXCHANGE_LEDGER_PATH": str(ledger), "LOG_LEVEL": "WARNING", **exchange},
         )
-        for _ in range(placers):
-            ports = AppPorts.free(callback=True)
-            start_app(group, options, PLACER_APP_ID, ports, placer_argv(options, ports.app))
-        urls = []
-        for _ in range(apis):
-            ports = AppPorts.free()
-            start_app(group, options, API_APP_ID, ports, api_argv(options, ports.app))
-            urls.append(f"http://127.0.0.1:{ports.app}")
+        started, _ = start_replicas(group, options, apis=apis, placers=placers)
+        urls = [app.url for app in started]
         yield urls
 
 

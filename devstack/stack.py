@@ -113,6 +113,24 @@ def start_stack(group: ProcessGroup, options: StackOptions) -> Stack:
     return Stack(api=api, placer=placer)
 
 
+def start_replicas(
+    group: ProcessGroup, options: StackOptions, *, apis: int, placers: int
+) -> tuple[list[RunningApp], list[RunningApp]]:
+    """Several APIs and placers, each beside its own daprd on free ports, with the app ids of
+    `options` (as Kubernetes runs replicas): the placers first, then the APIs."""
+    started_placers = []
+    for _ in range(placers):
+        ports = AppPorts.free(callback=True)
+        argv = placer_argv(options, ports.app)
+        started_placers.append(start_app(group, options, options.placer_app_id, ports, argv))
+    started_apis = []
+    for _ in range(apis):
+        ports = AppPorts.free()
+        argv = api_argv(options, ports.app)
+        started_apis.append(start_app(group, options, options.api_app_id, ports, argv))
+    return started_apis, started_placers
+
+
 def start_app(
     group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, argv: list[str]
 ) -> RunningApp:

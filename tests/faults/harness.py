@@ -20,16 +20,11 @@ import yaml
 from core.config import Environment, StateStoreKind
 from devstack.processes import ManagedProcess, ProcessGroup
 from devstack.stack import (
-    API_APP_ID,
     COMPONENTS_DIR,
-    PLACER_APP_ID,
-    AppPorts,
     RunningApp,
     StackOptions,
-    api_argv,
-    placer_argv,
-    start_app,
     start_app_process,
+    start_replicas,
     start_sidecar,
 )
 from placer.stock_exchange import ExchangeLedger
@@ -113,14 +108,7 @@ def fault_stack(tmp: Path, kind: StateStoreKind, replicas: int = 2) -> Iterator[
         options = local_stack_options(stores, components, env)
         # As deployed: no reloader, one worker per replica.
         options.environment, options.api_workers = Environment.PRODUCTION, 1
-        placers, apis = [], []
-        for _ in range(replicas):
-            ports = AppPorts.free(callback=True)
-            argv = placer_argv(options, ports.app)
-            placers.append(start_app(group, options, PLACER_APP_ID, ports, argv))
-        for _ in range(replicas):
-            ports = AppPorts.free()
-            apis.append(start_app(group, options, API_APP_ID, ports, api_argv(options, ports.app)))
+        apis, placers = start_replicas(group, options, apis=replicas, placers=replicas)
         yield FaultStack(stores, apis, placers, options, group, ledger_path, control_path)
 
 
