@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import load, report, systems
+from bench import cpu, load, report, systems
 from bench.config import bench_settings
 from core.config import Settings, StateStoreKind, settings
 from devstack import binaries
@@ -77,10 +77,18 @@ def _measure(system: str, start: StartSystem) -> list[dict[str, Any]]:
             load.wrk(url, 16, bench_settings.WARMUP_SECONDS)
         runs = []
         for concurrency in bench_settings.CONCURRENCIES:
+            before = cpu.sample()
             result = load.wrk(url, concurrency, bench_settings.SECONDS)
-            say(f"{system} at concurrency {concurrency}: {result}")
+            spent = cpu.ms_per_order(before, cpu.sample(), result.requests)
+            say(f"{system} at concurrency {concurrency}: {result}; CPU ms per order: {spent}")
             runs.append(
-                {"system": system, "replicas": 1, "concurrency": concurrency, **asdict(result)}
+                {
+                    "system": system,
+                    "replicas": 1,
+                    "concurrency": concurrency,
+                    **asdict(result),
+                    "cpu_ms_per_order": spent,
+                }
             )
     return runs
 

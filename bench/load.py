@@ -20,6 +20,7 @@ WRK_SCRIPT = Path(__file__).parent / "order.lua"
 
 @dataclass
 class LoadResult:
+    requests: int
     rps: float
     p50_ms: float
     p90_ms: float
@@ -42,6 +43,7 @@ def wrk(urls: str | list[str], concurrency: int, seconds: int) -> LoadResult:
     )
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     return LoadResult(
+        requests=figures["requests"],
         rps=round(figures["requests"] / figures["seconds"], 1),
         p50_ms=figures["p50_ms"],
         p90_ms=figures["p90_ms"],

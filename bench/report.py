@@ -45,6 +45,7 @@ def table(results: dict[str, Any]) -> str:
             f"| {r['system']} | {r['concurrency']} | {r['rps']} | {r.get('ratio_to_floor', '')} "
             f"| {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx']} |"
         )
+    lines.extend(cpu_lines(results["runs"]))
     drain, latency = results.get("drain"), results.get("accept_to_placed_ms")
     if drain:
         lines.append(
@@ -57,6 +58,17 @@ def table(results: dict[str, Any]) -> str:
     if scaling := results.get("scaling"):
         lines.extend(scaling_lines(scaling))
     return "\n".join(lines)
+
+
+def cpu_lines(runs: list[dict[str, Any]]) -> list[str]:
+    """At the highest concurrency: each system's CPU milliseconds per order, by process."""
+    top = max(r["concurrency"] for r in runs)
+    lines = [f"\nCPU ms per order at concurrency {top} (load generator apart):"]
+    for r in runs:
+        if r["concurrency"] == top and (spent := r.get("cpu_ms_per_order")):
+            parts = ", ".join(f"{role} {ms:.2f}" for role, ms in spent.items() if role != "total")
+            lines.append(f"- {r['system']}: {spent['total']:.2f} ({parts})")
+    return lines if len(lines) > 1 else []
 
 
 def scaling_lines(scaling: dict[str, Any]) -> list[str]:

@@ -59,3 +59,17 @@ def test_table_shows_the_scaling_ratios() -> None:
     table = report.table(figures)
     assert "1: 400/s (p99 3 ms), 2: 500/s (p99 3 ms); ratio 1.25" in table
     assert "1: 17.0/s (94% of 18.0/s), 2: 34.0/s (94% of 36.0/s); ratio 2.0" in table
+
+
+def test_table_shows_cpu_per_order_at_the_highest_concurrency() -> None:
+    spent = {"api": 1.5, "daprd order-api": 0.8, "wrk": 0.3, "total": 2.3}
+    figures = results(
+        [
+            {**run("service", 1, 50), "cpu_ms_per_order": {"api": 9.0, "total": 9.0}},
+            {**run("service", 64, 300), "cpu_ms_per_order": spent},
+        ]
+    )
+    table = report.table(figures)
+    assert "CPU ms per order at concurrency 64" in table
+    assert "- service: 2.30 (api 1.50, daprd order-api 0.80, wrk 0.30)" in table
+    assert "9.00" not in table
