@@ -23,20 +23,23 @@ COPY --from=build /srv /srv
 ENV PATH=/srv/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    UVICORN_HOST=0.0.0.0
+    ENVIRONMENT=production \
+    LOG_FORMAT=json \
+    METRICS_HOST=0.0.0.0
 USER 10001:10001
 
 FROM runtime AS api
-# One worker per pod: the HorizontalPodAutoscaler adds pods. UVICORN_WORKERS raises it.
-ENV UVICORN_PORT=8000 UVICORN_WORKERS=1 ENVIRONMENT=production
-EXPOSE 8000
+# One worker per pod: the HorizontalPodAutoscaler adds pods. API_WORKERS raises it.
+# Metrics on 9464.
+ENV API_HOST=0.0.0.0 API_PORT=8000 API_WORKERS=1
+EXPOSE 8000 9464
 HEALTHCHECK --interval=10s --timeout=2s CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/health/live', timeout=2)"]
-CMD ["uvicorn", "app.main:app", "--no-access-log", "--proxy-headers"]
+CMD ["python", "-m", "app"]
 
 FROM runtime AS placer
 # The exchange stand-in's ledger lives on a writable emptyDir mounted at /var/lib/placer.
-# HTTP (8001) serves health; the sidecar delivers orders over gRPC to 8002, on the pod's loopback.
-ENV UVICORN_PORT=8001 PLACER_GRPC_PORT=8002 ENVIRONMENT=production EXCHANGE_LEDGER_PATH=/var/lib/placer/exchange-ledger.sqlite3
-EXPOSE 8001
+# HTTP (8001) serves health; the sidecar delivers orders over gRPC to 8002; metrics on 9465.
+ENV PLACER_HOST=0.0.0.0 PLACER_PORT=8001 PLACER_GRPC_PORT=8002 PLACER_METRICS_PORT=9465 EXCHANGE_LEDGER_PATH=/var/lib/placer/exchange-ledger.sqlite3
+EXPOSE 8001 9465
 HEALTHCHECK --interval=10s --timeout=2s CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8001/health/live', timeout=2)"]
-CMD ["uvicorn", "placer.main:app", "--no-access-log"]
+CMD ["python", "-m", "placer"]

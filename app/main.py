@@ -9,11 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from app.body_limit import BodySizeLimitMiddleware
 from app.errors import InternalErrorMiddleware, validation_error_handler
 from app.routes import api_router
+from app.telemetry import TelemetryMiddleware
 from app.voids import PendingVoids
 from core.config import settings
 from core.logs import configure_logging
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
+from core.tracing import configure_tracing
+
+SERVICE_NAME = "order-api"
 
 
 @asynccontextmanager
@@ -25,20 +29,28 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await app.state.pending_voids.aclose()
     await sidecar.aclose()
+    app.state.tracer_provider.shutdown()  # exports the last spans
 
 
 def create_app() -> FastAPI:
-    configure_logging(settings.LOG_LEVEL)
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+    tracer_provider = configure_tracing(SERVICE_NAME)
     app = FastAPI(
         title="Order service",
         summary="Places orders on the stock exchange: a 201 guarantees the placement.",
         version="0.1.0",
         lifespan=lifespan,
+        # TelemetryMiddleware makes the request's span and metrics (Prometheus, across
+        # workers); FastAPI's own spans per dependency and serialisation would triple the spans
+        # of every order for little news.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.MAX_BODY_BYTES)
-    app.add_middleware(InternalErrorMiddleware)  # added last: the outermost
+    app.add_middleware(InternalErrorMiddleware)
+    app.add_middleware(TelemetryMiddleware)  # added last: the outermost, sees every answer
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.include_router(api_router)
+    app.state.tracer_provider = tracer_provider
     return app
 
 

@@ -40,6 +40,8 @@ def service(
         "PLACER_PORT": str(free_port()),
         "PLACER_GRPC_PORT": str(free_port()),
         "PLACER_DAPR_HTTP_PORT": str(free_port()),
+        "API_METRICS_PORT": str(free_port()),
+        "PLACER_METRICS_PORT": str(free_port()),
         "STATE_STORE_KIND": kind.value,
         # Fresh stores each time: no backlog left by an earlier start.
         "DATA_DIR": tempfile.mkdtemp(prefix=f"service-{kind.value}-", dir=tmp),

@@ -16,6 +16,11 @@ class Environment(StrEnum):
     PRODUCTION = "production"
 
 
+class LogFormat(StrEnum):
+    JSON = "json"  # one JSON object per line, for log collectors
+    TEXT = "text"  # plain lines, for a terminal
+
+
 class StateStoreKind(StrEnum):
     REDIS = "redis"
     POSTGRES = "postgres"
@@ -28,6 +33,17 @@ class Settings(BaseSettings):
 
     ENVIRONMENT: Environment = Environment.DEVELOPMENT
     LOG_LEVEL: str = "INFO"
+    LOG_FORMAT: LogFormat = LogFormat.JSON
+
+    # Prometheus metrics: each app serves them on its own port, on METRICS_HOST.
+    METRICS_HOST: str = "127.0.0.1"
+    API_METRICS_PORT: int = 9464
+    PLACER_METRICS_PORT: int = 9465
+    # Traces go over OTLP/HTTP to this collector (e.g. http://otel-collector:4318) when set;
+    # without it trace ids are still made, passed on and logged, and nothing is exported.
+    # Sampling follows the standard OTEL_TRACES_SAMPLER(_ARG) variables (default: every trace
+    # whose parent is sampled, and every new one).
+    OTEL_EXPORTER_OTLP_ENDPOINT: str | None = None
 
     # The order API. Development serves on 8000, production on 80, unless API_PORT says otherwise.
     API_HOST: str = "127.0.0.1"

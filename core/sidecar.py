@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from core.config import settings
+from core.tracing import inject_into
 
 
 class SidecarError(Exception):
@@ -164,10 +165,15 @@ class DaprSidecar:
         self, method: str, path: str, *, timeout_seconds: float | None = None, json: Any = None
     ) -> Reply:
         deadline = timeout_seconds or self._timeout_seconds
+        # The sidecar continues the caller's trace: the outbox hands it on to the placer.
+        trace_headers: dict[str, str] = {}
+        inject_into(trace_headers)
         try:
             async with (
                 asyncio.timeout(deadline),
-                self._opened().request(method, self._endpoint + path, json=json) as response,
+                self._opened().request(
+                    method, self._endpoint + path, json=json, headers=trace_headers
+                ) as response,
             ):
                 body = await response.read()
                 return Reply(response.status, body, response.headers.get("etag"))

@@ -41,10 +41,15 @@ def up() -> int:
             options = StackOptions(
                 stores=start_stores(group),
                 resources=resources_dirs(settings.STATE_STORE_KIND),
-                api=AppPorts(app=settings.API_PORT, dapr_http=settings.API_DAPR_HTTP_PORT),
+                api=AppPorts(
+                    app=settings.API_PORT,
+                    dapr_http=settings.API_DAPR_HTTP_PORT,
+                    metrics=settings.API_METRICS_PORT,
+                ),
                 placer=AppPorts(
                     app=settings.PLACER_PORT,
                     dapr_http=settings.PLACER_DAPR_HTTP_PORT,
+                    metrics=settings.PLACER_METRICS_PORT,
                     callback=settings.PLACER_GRPC_PORT,
                 ),
                 environment=settings.ENVIRONMENT,

@@ -48,6 +48,7 @@ class AppPorts:
     dapr_http: int
     dapr_grpc: int = field(default_factory=free_port)
     dapr_metrics: int = field(default_factory=free_port)
+    metrics: int = field(default_factory=free_port)  # the app's own Prometheus endpoint
     # Where the sidecar calls the app over gRPC (the placer's deliveries); None: it does not.
     callback: int | None = None
 
@@ -82,10 +83,16 @@ class StackOptions:
     echo: bool = False
 
 
+@dataclass(frozen=True)
+class AppCommand:
+    argv: list[str]
+    env: dict[str, str]  # the app's own settings: where it listens, in which mode
+
+
 @dataclass
 class RunningApp:
     app_id: str
-    argv: list[str]
+    command: AppCommand
     app: ManagedProcess
     sidecar: ManagedProcess
     ports: AppPorts
@@ -98,6 +105,10 @@ class RunningApp:
     def dapr_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.dapr_http}"
 
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.metrics}/metrics"
+
 
 @dataclass
 class Stack:
@@ -107,9 +118,10 @@ class Stack:
 
 def start_stack(group: ProcessGroup, options: StackOptions) -> Stack:
     """Starts the placer and the API, each beside its own daprd, and waits until all are ready."""
-    placer_command = placer_argv(options)
-    placer = start_app(group, options, options.placer_app_id, options.placer, placer_command)
-    api = start_app(group, options, options.api_app_id, options.api, api_argv(options))
+    placer = start_app(
+        group, options, options.placer_app_id, options.placer, placer_command(options.placer)
+    )
+    api = start_app(group, options, options.api_app_id, options.api, api_command(options))
     return Stack(api=api, placer=placer)
 
 
@@ -121,26 +133,26 @@ def start_replicas(
     started_placers = []
     for _ in range(placers):
         ports = AppPorts.free(callback=True)
-        argv = placer_argv(options, ports.app)
-        started_placers.append(start_app(group, options, options.placer_app_id, ports, argv))
+        command = placer_command(ports)
+        started_placers.append(start_app(group, options, options.placer_app_id, ports, command))
     started_apis = []
     for _ in range(apis):
         ports = AppPorts.free()
-        argv = api_argv(options, ports.app)
-        started_apis.append(start_app(group, options, options.api_app_id, ports, argv))
+        command = api_command(options, ports)
+        started_apis.append(start_app(group, options, options.api_app_id, ports, command))
     return started_apis, started_placers
 
 
 def start_app(
-    group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, argv: list[str]
+    group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, command: AppCommand
 ) -> RunningApp:
-    app = start_app_process(group, options, app_id, ports, argv)
+    app = start_app_process(group, options, app_id, ports, command)
     sidecar = start_sidecar(group, options, app_id, ports)
-    return RunningApp(app_id=app_id, argv=argv, app=app, sidecar=sidecar, ports=ports)
+    return RunningApp(app_id=app_id, command=command, app=app, sidecar=sidecar, ports=ports)
 
 
 def start_app_process(
-    group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, argv: list[str]
+    group: ProcessGroup, options: StackOptions, app_id: str, ports: AppPorts, command: AppCommand
 ) -> ManagedProcess:
     """The app alone (its sidecar comes next, or is still running)."""
     app_env = {
@@ -149,10 +161,9 @@ def start_app_process(
         **options.token_env(),
         "DAPR_HTTP_PORT": str(ports.dapr_http),
         "DAPR_GRPC_PORT": str(ports.dapr_grpc),
+        **command.env,
     }
-    if ports.callback is not None:
-        app_env["PLACER_GRPC_PORT"] = str(ports.callback)
-    app = group.start(app_id, argv, env=app_env, cwd=PROJECT_ROOT, echo=options.echo)
+    app = group.start(app_id, command.argv, env=app_env, cwd=PROJECT_ROOT, echo=options.echo)
     wait_until(app, port_open(ports.app), what="starting", timeout_seconds=STARTUP_TIMEOUT_SECONDS)
     return app
 
@@ -190,18 +201,24 @@ def start_sidecar(
     return sidecar
 
 
-def _uvicorn(module: str, host: str, port: int) -> list[str]:
-    return [sys.executable, "-m", "uvicorn", module, "--host", host, "--port", str(port)]
+def api_command(options: StackOptions, ports: AppPorts | None = None) -> AppCommand:
+    ports = ports or options.api
+    settings = {
+        "ENVIRONMENT": options.environment.value,  # development: one process that reloads
+        "API_HOST": options.api_host,
+        "API_PORT": str(ports.app),
+        "API_WORKERS": str(options.api_workers),
+        "API_METRICS_PORT": str(ports.metrics),
+    }
+    return AppCommand([sys.executable, "-m", "app"], settings)
 
 
-def api_argv(options: StackOptions, port: int | None = None) -> list[str]:
-    argv = _uvicorn("app.main:app", options.api_host, port or options.api.app)
-    if options.environment is Environment.DEVELOPMENT:
-        return [*argv, "--reload", "--reload-dir", str(PROJECT_ROOT / "app"),
-                "--reload-dir", str(PROJECT_ROOT / "core")]  # fmt: skip
-    return [*argv, "--workers", str(options.api_workers), "--no-access-log"]
-
-
-def placer_argv(options: StackOptions, port: int | None = None) -> list[str]:
+def placer_command(ports: AppPorts) -> AppCommand:
     # The placer is only reached by its sidecar, so it listens on loopback in every mode.
-    return _uvicorn("placer.main:app", "127.0.0.1", port or options.placer.app)
+    settings = {
+        "PLACER_HOST": "127.0.0.1",
+        "PLACER_PORT": str(ports.app),
+        "PLACER_GRPC_PORT": str(ports.callback),
+        "PLACER_METRICS_PORT": str(ports.metrics),
+    }
+    return AppCommand([sys.executable, "-m", "placer"], settings)

@@ -18,12 +18,15 @@ import grpc
 from dapr.proto.runtime.v1 import appcallback_pb2 as callback
 from dapr.proto.runtime.v1 import appcallback_pb2_grpc as callback_grpc
 from google.protobuf import empty_pb2
+from opentelemetry import trace
 
 from core.config import settings
+from core.tracing import context_from
 from placer.outbox_release import OutboxRelease
 from placer.placement import Delivery, Placer
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 Context = grpc.aio.ServicerContext[Any, Any]
 
 # In batches: a few calls to the store per batch (see placer/outbox_release.py). Large, so that
@@ -84,6 +87,32 @@ def bulk_event_of(entry: callback.TopicEventBulkRequestEntry) -> dict[str, Any]:
     return whole if isinstance(whole, dict) else {"id": entry.entry_id, "data": None}
 
 
+def trace_carrier(context: Context, request: callback.TopicEventRequest) -> dict[str, str]:
+    """The delivery's W3C trace context. The CloudEvent carries the order's trace (`traceid`,
+    set by the API's sidecar); the sidecar sends its own delivery span as `traceparent`
+    metadata, a child of that trace, except when the event's `traceparent` field is empty (the
+    runtime's outbox writes it so): then the metadata starts a new trace, and the event's
+    `traceid` is the one to continue."""
+    metadata = {
+        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
+    }
+    fields = request.extensions.fields
+    event_trace = next(
+        (fields[name].string_value for name in ("traceparent", "traceid")
+         if name in fields and fields[name].string_value),
+        None,
+    )  # fmt: skip
+    if event_trace is None or _trace_id(metadata.get("traceparent")) == _trace_id(event_trace):
+        return metadata
+    return {"traceparent": event_trace}
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    """The trace id field of a W3C traceparent (version-traceid-spanid-flags)."""
+    parts = (traceparent or "").split("-")
+    return parts[1] if len(parts) == 4 else None
+
+
 class PlacerCallbacks(callback_grpc.AppCallbackServicer):
     """Answers the sidecar's deliveries; refuses deliveries without the app token."""
 
@@ -103,14 +132,21 @@ class PlacerCallbacks(callback_grpc.AppCallbackServicer):
     ) -> callback.TopicEventResponse:
         await self._check_token(context)
         event = event_of(request.id, request.data, request.data_content_type)
-        if request.topic == settings.ORDERS_TOPIC:
-            answer = await self._placer.place(event)
-        elif request.topic == settings.DEAD_LETTER_TOPIC:
-            answer = await self._placer.dead_letter(event)
-        else:
-            logger.error("event %s on unknown topic %r: dropped", request.id, request.topic)
-            answer = Delivery.DROP
+        # The order's trace, as the sidecar delivers it: the same trace as its POST /orders.
+        parent = context_from(trace_carrier(context, request))
+        with tracer.start_as_current_span(
+            f"deliver {request.topic}", context=parent, kind=trace.SpanKind.CONSUMER
+        ):
+            answer = await self._deliver(request.topic, event)
         return callback.TopicEventResponse(status=STATUSES[answer])
+
+    async def _deliver(self, topic: str, event: dict[str, Any]) -> Delivery:
+        if topic == settings.ORDERS_TOPIC:
+            return await self._placer.place(event)
+        if topic == settings.DEAD_LETTER_TOPIC:
+            return await self._placer.dead_letter(event)
+        logger.error("event %s on unknown topic %r: dropped", event["id"], topic)
+        return Delivery.DROP
 
     async def OnBulkTopicEvent(
         self, request: callback.TopicEventBulkRequest, context: Context

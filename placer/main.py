@@ -11,6 +11,7 @@ from core.config import settings
 from core.logs import configure_logging
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
+from core.tracing import configure_tracing
 from placer.callbacks import STOP_GRACE_SECONDS, PlacerCallbacks, start_server
 from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
@@ -43,10 +44,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await server.stop(STOP_GRACE_SECONDS)
     await sidecar.aclose()
+    tracer_provider.shutdown()  # exports the last spans
 
 
-configure_logging(settings.LOG_LEVEL)
-app = FastAPI(title="Order placer", lifespan=lifespan)
+SERVICE_NAME = "order-placer"
+configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+tracer_provider = configure_tracing(SERVICE_NAME)
+# Health probes only: no spans or FastAPI metrics for them (the deliveries have theirs).
+app = FastAPI(
+    title="Order placer",
+    lifespan=lifespan,
+    telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+)
 
 
 @app.get("/health/live", tags=["health"])

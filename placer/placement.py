@@ -5,18 +5,24 @@ under the resiliency policy, then dead-letters) or DROP (never retry; the sideca
 """
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 import anyio
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 
 from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.repository import OrderRepository
 from core.sidecar import SidecarError
+from placer import metrics
+from placer.metrics import Outcome
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
 
 DEAD_LETTER_REASON = "placement retries exhausted"
 # How long an unclaimed order older than the API's deadline waits before the placer claims it:
@@ -42,6 +48,27 @@ def order_from_event(event: dict[str, object]) -> Order | None:
         return None
 
 
+LOG_LEVELS = {
+    Outcome.PLACED: logging.INFO,
+    Outcome.ALREADY_DONE: logging.INFO,
+    Outcome.NOT_COMMITTED: logging.INFO,
+    Outcome.EXCHANGE_FAILED: logging.WARNING,
+    Outcome.STORE_FAILED: logging.WARNING,
+    Outcome.REJECTED: logging.WARNING,
+    Outcome.INVALID: logging.ERROR,
+}
+
+
+def outcome(order_id: str, result: Outcome, answer: Delivery, message: str) -> Delivery:
+    """Counts and logs how a delivery ended (one line with the order id and outcome); returns
+    the answer for the sidecar."""
+    metrics.ATTEMPTS.labels(result.value).inc()
+    trace.get_current_span().set_attribute("placement.outcome", result.value)
+    fields = {"order_id": order_id, "outcome": result.value, "delivery": answer.value}
+    logger.log(LOG_LEVELS[result], "order %s: %s", order_id, message, extra=fields)
+    return answer
+
+
 class Placer:
     def __init__(
         self,
@@ -63,19 +90,24 @@ class Placer:
     async def place(self, event: dict[str, object]) -> Delivery:
         order = order_from_event(event)
         if order is None:
-            return Delivery.DROP
+            return outcome("", Outcome.INVALID, Delivery.DROP, "no order")
+        trace.get_current_span().set_attribute("order.id", order.id)
+        with metrics.IN_FLIGHT.track_inprogress():
+            return await self._place_delivered(order)
+
+    async def _place_delivered(self, order: Order) -> Delivery:
         try:
             stored, decision = await self._orders.get_for_placement(order.id)
             if stored is None:
                 return self._not_stored(order, decision)
             if stored.status in (OrderStatus.PLACED, OrderStatus.REJECTED):
-                logger.info("order %s: already %s, skipping it", order.id, stored.status)
-                return Delivery.SUCCESS
+                message = f"already {stored.status}, skipping it"
+                return outcome(order.id, Outcome.ALREADY_DONE, Delivery.SUCCESS, message)
             if decision is None:
                 decision = await self._claim(stored)
         except SidecarError as error:
-            logger.warning("order %s: cannot read or claim it, retrying: %s", order.id, error)
-            return Delivery.RETRY
+            message = f"cannot read or claim it, retrying: {error}"
+            return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
         if decision is Decision.VOID:
             return await self._reject(stored)
         return await self._place(stored)
@@ -84,46 +116,70 @@ class Placer:
     def _not_stored(order: Order, decision: Decision | None) -> Delivery:
         if decision is Decision.VOID:
             # A commit that failed, whose outbox message outbox_release.py let go.
-            logger.info("order %s: never committed, nothing to place", order.id)
-            return Delivery.SUCCESS
-        logger.error("order %s: not in the store, dropping the event", order.id)
-        return Delivery.DROP
+            message = "never committed, nothing to place"
+            return outcome(order.id, Outcome.NOT_COMMITTED, Delivery.SUCCESS, message)
+        message = "not in the store, dropping the event"
+        return outcome(order.id, Outcome.INVALID, Delivery.DROP, message)
 
     async def _claim(self, order: Order) -> Decision:
         """Claims the order for the exchange, unless the API voided it first."""
         if datetime.now(UTC) - order.created_at > self._answer_deadline:
             # Late: its client may have been answered 500 with the void still on its way.
             await anyio.sleep(self._void_grace_seconds)
-        return await self._orders.decide(order.id, Decision.PLACE)
+        decision = await self._orders.decide(order.id, Decision.PLACE)
+        fields = {"order_id": order.id, "outcome": f"decided_{decision.value}"}
+        logger.info("order %s: decided %s", order.id, decision.value, extra=fields)
+        return decision
 
     async def _reject(self, order: Order) -> Delivery:
         """An order committed after its client was told it failed: it is never placed."""
         try:
             await self._orders.save(order.model_copy(update={"status": OrderStatus.REJECTED}))
         except SidecarError as error:
-            logger.warning("order %s: cannot mark it rejected, retrying: %s", order.id, error)
-            return Delivery.RETRY
+            message = f"cannot mark it rejected, retrying: {error}"
+            return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
         await self._record(order, OrderEventKind.REJECTED, "answered 500 before it committed")
-        logger.warning("order %s: committed after its client got a 500; not placed", order.id)
-        return Delivery.SUCCESS
+        message = "committed after its client got a 500; not placed"
+        return outcome(order.id, Outcome.REJECTED, Delivery.SUCCESS, message)
 
     async def _place(self, order: Order) -> Delivery:
         try:
-            await anyio.to_thread.run_sync(self._place_order, order, limiter=self._exchange_slots)
+            await self._call_exchange(order)
         except Exception as error:  # noqa: BLE001 - any exchange failure is retried
-            logger.warning("order %s: the exchange failed, retrying: %r", order.id, error)
             await self._record(order, OrderEventKind.ATTEMPT_FAILED, repr(error))
-            return Delivery.RETRY
+            message = f"the exchange failed, retrying: {error!r}"
+            return outcome(order.id, Outcome.EXCHANGE_FAILED, Delivery.RETRY, message)
         try:
             # History first: an order marked placed always has its "placed" event.
             await self._orders.record_event(order.id, OrderEvent(kind=OrderEventKind.PLACED))
             await self._orders.save(order.model_copy(update={"status": OrderStatus.PLACED}))
         except SidecarError as error:
             # The exchange has the order; the retry finds it there by its client order id.
-            logger.warning("order %s: placed, but its status was not saved: %s", order.id, error)
-            return Delivery.RETRY
-        logger.info("order %s: placed", order.id)
-        return Delivery.SUCCESS
+            message = f"placed, but its status was not saved: {error}"
+            return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
+        metrics.PLACED.inc()
+        waited = (datetime.now(UTC) - order.created_at).total_seconds()
+        metrics.ACCEPT_TO_PLACED_SECONDS.observe(waited)
+        return outcome(
+            order.id, Outcome.PLACED, Delivery.SUCCESS, f"placed {waited:.3f} s after its 201"
+        )
+
+    async def _call_exchange(self, order: Order) -> None:
+        """The exchange call, in a thread (the client blocks) once one of the placer's
+        exchange slots is free; timed and traced without the wait for the slot."""
+
+        def call() -> None:
+            started = time.perf_counter()
+            result = "failed"
+            with tracer.start_as_current_span("exchange place_order", kind=SpanKind.CLIENT):
+                try:
+                    self._place_order(order)
+                    result = "accepted"
+                finally:
+                    metrics.EXCHANGE_SECONDS.labels(result).observe(time.perf_counter() - started)
+
+        # The thread runs in a copy of this context: its span is a child of the delivery's.
+        await anyio.to_thread.run_sync(call, limiter=self._exchange_slots)
 
     async def _record(self, order: Order, kind: OrderEventKind, detail: str) -> None:
         """Adds to the order's history where losing the entry loses nothing else."""
@@ -149,7 +205,9 @@ class Placer:
             dead_lettered = OrderEvent(kind=OrderEventKind.DEAD_LETTERED, detail=DEAD_LETTER_REASON)
             await self._orders.record_event(order.id, dead_lettered)
         except SidecarError as error:
-            logger.warning("order %s: cannot mark it failed, retrying: %s", order.id, error)
-            return Delivery.RETRY
-        logger.error("order %s: dead-lettered (%s)", order.id, DEAD_LETTER_REASON)
+            message = f"cannot mark it failed, retrying: {error}"
+            return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
+        metrics.DEAD_LETTERED.inc()
+        fields = {"order_id": order.id, "outcome": "dead_lettered"}
+        logger.error("order %s: dead-lettered (%s)", order.id, DEAD_LETTER_REASON, extra=fields)
         return Delivery.SUCCESS

@@ -5,11 +5,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, status
 from fastapi.exceptions import RequestValidationError
+from opentelemetry import trace
 
 from app.auth import require_api_key
 from app.deps import OrderRepositoryDep, PendingVoidsDep
 from app.errors import ErrorMessage
 from app.ordering import IdempotencyKeyReusedError, accept_order
+from app.telemetry import ORDERS_ACCEPTED
 from core.config import settings
 from core.domain import Order, OrderEvent, OrderRequest
 
@@ -67,10 +69,14 @@ async def create_order(
                 }
             ]
         ) from error
+    order_id = acceptance.order.id
+    trace.get_current_span().set_attribute("order.id", order_id)
     if acceptance.replayed:
         response.headers["Idempotent-Replayed"] = "true"
+        logger.info("order %s: replayed", order_id, extra={"order_id": order_id})
     else:
-        logger.info("order %s accepted", acceptance.order.id)
+        ORDERS_ACCEPTED.inc()
+        logger.info("order %s: accepted", order_id, extra={"order_id": order_id})
     return acceptance.order
 
 

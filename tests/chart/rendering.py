@@ -25,10 +25,15 @@ PROFILES: dict[str, list[str]] = {
         *("--set", "ingress.enabled=true"),
         *("--set", "ingress.className=nginx"),
         *("--set", "placer.keda.enabled=true"),
-        *("--set", "dapr.tracing.otlpEndpoint=otel:4317"),
+        *("--set", "tracing.otlpEndpoint=otel-collector.monitoring:4318"),
         *("--set", "api.apiKeysSecret=order-api-keys"),
+        *("--set", "metrics.serviceMonitor.enabled=true"),
+        *("--set", "metrics.rules.enabled=true"),
+        *("--set", "metrics.dashboard.enabled=true"),
     ],
 }
+# The Prometheus Operator whose CRDs (ServiceMonitor, PrometheusRule) the chart is checked on.
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -51,14 +56,31 @@ def of_kind(manifests: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def dapr_crd_schemas() -> dict[str, dict[str, Any]]:
-    """openAPIV3Schema by kind, from the CRDs shipped in the Dapr runtime's Go module."""
+    """openAPIV3Schema by kind, from the CRDs shipped in the Dapr runtime's Go module (the
+    version daprd is built from)."""
+    crds = _go_module("github.com/dapr/dapr") / "charts" / "dapr" / "crds"
+    return _crd_schemas(sorted(crds.glob("*.yaml")))
+
+
+def prometheus_operator_crd_schemas() -> dict[str, dict[str, Any]]:
+    """openAPIV3Schema by kind, from the CRDs in the Prometheus Operator's Go module."""
+    crds = _go_module(PROMETHEUS_OPERATOR) / "example" / "prometheus-operator-crd"
+    kinds = ("servicemonitors", "prometheusrules")
+    return _crd_schemas([crds / f"monitoring.coreos.com_{kind}.yaml" for kind in kinds])
+
+
+def _go_module(module: str) -> Path:
+    """A Go module's files, from the module proxy (cached by Go)."""
     download = subprocess.run(
-        ["go", "mod", "download", "-json", "github.com/dapr/dapr"],
+        ["go", "mod", "download", "-json", module],
         cwd=binaries.DAPRD_MODULE, capture_output=True, text=True, timeout=600, check=True,
     )  # fmt: skip
-    module = json.loads(download.stdout)["Dir"]
+    return Path(json.loads(download.stdout)["Dir"])
+
+
+def _crd_schemas(paths: list[Path]) -> dict[str, dict[str, Any]]:
     schemas = {}
-    for path in sorted((Path(module) / "charts" / "dapr" / "crds").glob("*.yaml")):
+    for path in paths:
         crd = yaml.safe_load(path.read_text())
         version = next(v for v in crd["spec"]["versions"] if v.get("served", True))
         schemas[crd["spec"]["names"]["kind"]] = version["schema"]["openAPIV3Schema"]

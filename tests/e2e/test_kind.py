@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from devstack import binaries
 from devstack.processes import free_port
 from tests.factories import limit_order_body
 from tests.polling import wait_for
+from tests.telemetry import scrape, value
 
 CHART = PROJECT_ROOT / "charts" / "order-service"
 KIND_CONFIG = Path(__file__).with_name("kind-config.yaml")
@@ -83,25 +85,33 @@ def release(cluster: str) -> Iterator[str]:
     yield context
 
 
-@pytest.fixture(scope="module")
-def api_url(release: str) -> Iterator[str]:
+@contextmanager
+def port_forward(context: str, service: str, remote_port: int, ready_path: str) -> Iterator[str]:
+    """A local URL for a Service's port, once `ready_path` answers 200 through it."""
     port = free_port()
     forward = subprocess.Popen(
-        ["kubectl", "--context", release, "port-forward", "svc/order-service-api", f"{port}:80"],
+        ["kubectl", "--context", context, "port-forward", f"svc/{service}",
+         f"{port}:{remote_port}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _ready(url), what="API reachable", timeout_seconds=120)
+        wait_for(lambda: _ready(url + ready_path), what=f"{service} reachable", timeout_seconds=120)
         yield url
     finally:
         forward.terminate()
         forward.wait(timeout=30)
 
 
+@pytest.fixture(scope="module")
+def api_url(release: str) -> Iterator[str]:
+    with port_forward(release, "order-service-api", 80, "/health/ready") as url:
+        yield url
+
+
 def _ready(url: str) -> bool:
     try:
-        return httpx.get(f"{url}/health/ready", timeout=2).status_code == 200
+        return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -118,6 +128,15 @@ def test_orders_are_placed_on_the_cluster(api_url: str) -> None:
             return all(client.get(f"/orders/{i}").json()["status"] == "placed" for i in ids)
 
         wait_for(all_placed, what="orders placed on the cluster", timeout_seconds=180)
+
+
+def test_both_apps_serve_their_metrics(release: str, api_url: str) -> None:
+    # After the orders above (the HorizontalPodAutoscalers may have added pods: each pod
+    # counts its own, so only "some" can be asserted through one Service).
+    with port_forward(release, "order-service-api", 9464, "/metrics") as url:
+        assert value(scrape(f"{url}/metrics"), "orders_accepted_total") > 0
+    with port_forward(release, "order-service-placer-metrics", 9464, "/metrics") as url:
+        assert value(scrape(f"{url}/metrics"), "orders_placed_total") > 0
 
 
 def test_autoscalers_exist_and_resolve_their_targets(release: str) -> None:

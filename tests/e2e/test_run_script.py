@@ -16,6 +16,7 @@ from devstack.processes import free_port, port_open
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body, market_order_body
 from tests.polling import wait_for
+from tests.telemetry import scrape, value
 
 ORDERS = 200
 CONCURRENCY = 8
@@ -33,7 +34,7 @@ class RunScript:
     def ports(self) -> list[int]:
         names = (
             "API_PORT", "PLACER_PORT", "PLACER_GRPC_PORT", "API_DAPR_HTTP_PORT",
-            "PLACER_DAPR_HTTP_PORT",
+            "PLACER_DAPR_HTTP_PORT", "API_METRICS_PORT", "PLACER_METRICS_PORT",
         )  # fmt: skip
         return [int(self.env[name]) for name in names]
 
@@ -51,6 +52,8 @@ def run_script(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunScript]:
         "PLACER_GRPC_PORT": str(free_port()),
         "API_DAPR_HTTP_PORT": str(free_port()),
         "PLACER_DAPR_HTTP_PORT": str(free_port()),
+        "API_METRICS_PORT": str(free_port()),
+        "PLACER_METRICS_PORT": str(free_port()),
         "DATA_DIR": str(tmp / "data"),
         "EXCHANGE_LEDGER_PATH": str(ledger),
         "EXCHANGE_FAILURE_RATE": "0.1",
@@ -133,6 +136,19 @@ def test_every_accepted_order_is_placed_exactly_once(run_script: RunScript) -> N
             return all(client.get(f"/orders/{i}").json()["status"] == "placed" for i in ids)
 
     wait_for(all_marked_placed, what="all orders marked placed", timeout_seconds=60)
+
+
+def test_metrics_count_the_orders_across_the_api_workers(run_script: RunScript) -> None:
+    # After the test above: its orders, accepted by two API workers, one endpoint for both.
+    api = scrape(f"http://127.0.0.1:{run_script.env['API_METRICS_PORT']}/metrics")
+    placer = scrape(f"http://127.0.0.1:{run_script.env['PLACER_METRICS_PORT']}/metrics")
+    assert value(api, "orders_accepted_total") == ORDERS
+    post = {"method": "POST", "route": "/orders", "status": "201"}
+    assert value(api, "orders_api_requests_total", **post) == ORDERS
+    assert value(placer, "orders_placed_total") == ORDERS
+    # One exchange call in ten fails: some of the 200 orders needed a retry.
+    assert value(placer, "orders_placement_attempts_total", outcome="exchange_failed") > 0
+    assert value(placer, "orders_accept_to_placed_seconds_count") == ORDERS
 
 
 def test_ctrl_c_stops_every_process(run_script: RunScript) -> None:

@@ -85,7 +85,7 @@ class FaultStack:
                 return
             if process is running.app:
                 running.app = start_app_process(
-                    self.group, self.options, running.app_id, running.ports, running.argv
+                    self.group, self.options, running.app_id, running.ports, running.command
                 )
                 return
         raise ValueError(f"{process.name} is not part of this stack")

@@ -103,6 +103,22 @@ repository and tag. */}}
   value: orders-deadletter
 - name: LOG_LEVEL
   value: INFO
+- name: LOG_FORMAT
+  value: json
+- name: METRICS_HOST
+  value: 0.0.0.0
+- name: API_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+- name: PLACER_METRICS_PORT
+  value: {{ .Values.metrics.port | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.tracing.samplingRate | quote }}
+{{- with .Values.tracing.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ printf "http://%s" . | quote }}
+{{- end }}
 - name: ORDER_TIMEOUT_SECONDS
   value: {{ .Values.orderTimeoutSeconds | quote }}
 - name: DAPR_API_TOKEN
@@ -125,6 +141,22 @@ dapr.io/graceful-shutdown-seconds: {{ .root.Values.dapr.gracefulShutdownSeconds 
 dapr.io/sidecar-cpu-request: {{ .root.Values.dapr.sidecar.cpuRequest | quote }}
 dapr.io/sidecar-memory-request: {{ .root.Values.dapr.sidecar.memoryRequest | quote }}
 dapr.io/sidecar-memory-limit: {{ .root.Values.dapr.sidecar.memoryLimit | quote }}
+{{- end }}
+
+{{/* Annotations for a Prometheus that finds pods to scrape by them. */}}
+{{- define "order-service.metricsAnnotations" -}}
+{{- if .Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}
+
+{{/* The container port of an app's metrics. */}}
+{{- define "order-service.metricsPort" -}}
+- name: metrics
+  containerPort: {{ .Values.metrics.port }}
+  protocol: TCP
 {{- end }}
 
 {{/* Probes of an app listening on `port`. */}}
@@ -177,4 +209,13 @@ metadata:
 {{- end }}
   - name: keyPrefix
     value: {{ .keyPrefix }}
+{{- end }}
+
+{{/* The NetworkPolicy rule that lets the scrapers reach the metrics port. */}}
+{{- define "order-service.metricsIngress" -}}
+- from:
+    {{- toYaml .Values.metrics.scrapeFrom | nindent 4 }}
+  ports:
+    - port: {{ .Values.metrics.port }}
+      protocol: TCP
 {{- end }}

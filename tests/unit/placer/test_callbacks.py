@@ -13,7 +13,13 @@ from core.config import settings
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
 from devstack.processes import free_port
-from placer.callbacks import OUTBOX_BATCH_SIZE, PlacerCallbacks, event_of, start_server
+from placer.callbacks import (
+    OUTBOX_BATCH_SIZE,
+    PlacerCallbacks,
+    event_of,
+    start_server,
+    trace_carrier,
+)
 from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
 
@@ -119,3 +125,41 @@ def test_event_data_is_parsed_from_json_or_left_out() -> None:
     assert event_of("e", json.dumps(order).encode()) == {"id": "e", "data": order}
     assert event_of("e", b"{broken") == {"id": "e", "data": None}
     assert event_of("e", b"plain text", "text/plain") == {"id": "e", "data": None}
+
+
+class MetadataOnly:
+    """The one part of a gRPC context trace_carrier reads."""
+
+    def __init__(self, metadata: dict[str, str]) -> None:
+        self._metadata = metadata
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self._metadata.items())
+
+
+ORDER_TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+SIDECAR_CHILD = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+NEW_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def delivery_with(**extensions: str) -> callback.TopicEventRequest:
+    request = callback.TopicEventRequest(id="e-1", topic="orders")
+    request.extensions.update(extensions)
+    return request
+
+
+def test_the_sidecars_span_is_continued_when_it_is_in_the_orders_trace() -> None:
+    context = MetadataOnly({"traceparent": SIDECAR_CHILD})
+    carrier = trace_carrier(context, delivery_with(traceid=ORDER_TRACE, traceparent=""))  # type: ignore[arg-type]
+    assert carrier["traceparent"] == SIDECAR_CHILD
+
+
+def test_the_orders_trace_wins_over_a_new_one_from_the_sidecar() -> None:
+    # The outbox leaves the event's traceparent empty, and the sidecar then starts a new trace.
+    context = MetadataOnly({"traceparent": NEW_TRACE})
+    carrier = trace_carrier(context, delivery_with(traceid=ORDER_TRACE, traceparent=""))  # type: ignore[arg-type]
+    assert carrier == {"traceparent": ORDER_TRACE}
+
+
+def test_without_any_trace_nothing_is_continued() -> None:
+    assert trace_carrier(MetadataOnly({}), delivery_with()) == {}  # type: ignore[arg-type]

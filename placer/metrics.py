@@ -1,0 +1,38 @@
+"""The placer's metrics (served by `python -m placer` on PLACER_METRICS_PORT)."""
+
+from enum import StrEnum
+
+from prometheus_client import Counter, Gauge, Histogram
+
+
+class Outcome(StrEnum):
+    """How one delivery of an order ended."""
+
+    PLACED = "placed"
+    EXCHANGE_FAILED = "exchange_failed"  # retried by the sidecar, then dead-lettered
+    STORE_FAILED = "store_failed"  # the state store did not answer: retried
+    REJECTED = "rejected"  # its client was answered 500: never placed
+    ALREADY_DONE = "already_done"  # a repeated delivery of an order placed or rejected
+    NOT_COMMITTED = "not_committed"  # an outbox message whose commit failed
+    INVALID = "invalid"  # not an order, or not in the store: dropped
+
+
+ATTEMPTS = Counter(
+    "orders_placement_attempts", "Deliveries of orders to the placer, by outcome", ["outcome"]
+)
+EXCHANGE_SECONDS = Histogram(
+    "orders_exchange_call_duration_seconds",
+    "Time the exchange took to accept or refuse an order",
+    ["result"],
+    buckets=(0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10, 30),
+)
+PLACED = Counter("orders_placed", "Orders the exchange accepted")
+DEAD_LETTERED = Counter(
+    "orders_dead_lettered", "Orders given up after every retry; re-drive them (README)"
+)
+IN_FLIGHT = Gauge("orders_in_flight", "Deliveries of orders the placer is working on")
+ACCEPT_TO_PLACED_SECONDS = Histogram(
+    "orders_accept_to_placed_seconds",
+    "From an order's 201 (its created_at) to the exchange's acceptance",
+    buckets=(0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 1800),
+)
