@@ -9,15 +9,14 @@ from pathlib import Path
 PROC = Path("/proc")
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 LOAD_GENERATOR = "wrk"
-# The first of these found in a process's command line names its role; a process without one
-# (uvicorn's workers, PostgreSQL's backends) takes its parent's.
+# A Python process run as `python -m <module>` takes the role of its module; any other, the
+# first of ROLES found in its command line. A process with neither (uvicorn's workers,
+# PostgreSQL's backends) takes its parent's.
+MODULE_ROLES = {"app": "api", "placer": "placer", "devstack": "launcher"}
 ROLES = (
-    ("app.main", "api"),
-    ("placer.main", "placer"),
     ("bench.peers", "peer app"),
     ("redis-server", "redis"),
     ("postgres", "postgres"),
-    ("-m devstack", "launcher"),  # ./run's supervisor
 )
 
 
@@ -60,6 +59,8 @@ def _role(argv: list[str]) -> str | None:
     if argv and Path(argv[0]).name == "daprd":
         app_id = argv[argv.index("--app-id") + 1] if "--app-id" in argv else "?"
         return f"daprd {app_id}"
+    if "-m" in argv[:-1] and (module := argv[argv.index("-m") + 1]) in MODULE_ROLES:
+        return MODULE_ROLES[module]
     command = " ".join(argv)
     return next((role for marker, role in ROLES if marker in command), None)
 

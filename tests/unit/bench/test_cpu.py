@@ -7,15 +7,15 @@ import time
 from bench import cpu
 
 
-def busy_child(marker: str) -> subprocess.Popen[bytes]:
-    """A Python child that burns CPU, with `marker` in its command line."""
+def busy_child(*arguments: str) -> subprocess.Popen[bytes]:
+    """A Python child that burns CPU, with `arguments` at the end of its command line."""
     loop = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\n"
     code = loop + "time.sleep(30)"
-    return subprocess.Popen([sys.executable, "-c", code, marker])
+    return subprocess.Popen([sys.executable, "-c", code, *arguments])
 
 
 def test_children_are_summed_by_role_and_divided_by_orders() -> None:
-    placer = busy_child("placer.main")
+    placer = busy_child("-m", "placer")
     try:
         before = cpu.sample()
         for _ in range(100):  # until its 0.3 s of CPU are spent (bounded: 10 s)
@@ -34,6 +34,8 @@ def test_children_are_summed_by_role_and_divided_by_orders() -> None:
 def test_roles_from_command_lines() -> None:
     daprd = ["/cache/daprd", "--app-id", "order-api", "--app-port", "8000"]
     assert cpu._role(daprd) == "daprd order-api"
-    assert cpu._role(["python", "-m", "uvicorn", "app.main:app"]) == "api"
+    assert cpu._role(["/venv/bin/python", "-m", "app"]) == "api"
+    assert cpu._role(["/venv/bin/python", "-m", "placer"]) == "placer"
+    assert cpu._role(["python", "-m", "uvicorn", "bench.peers:floor"]) == "peer app"
     assert cpu._role(["/usr/bin/redis-server", "127.0.0.1:6379"]) == "redis"
     assert cpu._role(["python", "-c", "spawn_main()"]) is None  # a worker: its parent's role
