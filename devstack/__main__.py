@@ -64,6 +64,9 @@ def up() -> int:
             start_stack(group, options)
             say(f"Order service ready: http://{settings.API_HOST}:{settings.API_PORT}/docs "
                 f"(logs in {log_dir}; Ctrl-C stops everything)")  # fmt: skip
+            say(f"Metrics: http://{settings.METRICS_HOST}:{settings.API_METRICS_PORT}/metrics "
+                f"(API), http://{settings.METRICS_HOST}:{settings.PLACER_METRICS_PORT}/metrics "
+                "(placer)")  # fmt: skip
             return _watch(group)
         except StartupError as error:
             say(f"Start-up failed: {error}")
