@@ -1,4 +1,4 @@
-"""The order API's ASGI application: `uvicorn app.main:app`."""
+"""The order API's ASGI application, run by `python -m app` (app/__main__.py)."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

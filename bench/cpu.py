@@ -48,7 +48,7 @@ def ms_per_order(before: CpuSample, after: CpuSample, orders: int) -> dict[str, 
     spent = {
         role: after.seconds[role] - before.seconds.get(role, 0.0)
         for role in after.seconds
-        if role in before.seconds or role == LOAD_GENERATOR
+        if role in before.seconds  # the load generator always is
     }
     per_order = {role: round(seconds * 1000 / max(orders, 1), 3) for role, seconds in spent.items()}
     service = sum(v for role, v in per_order.items() if role != LOAD_GENERATOR)

@@ -7,6 +7,7 @@ from opentelemetry import trace
 from pythonjsonlogger.json import JsonFormatter
 
 from core.config import LogFormat
+from core.tracing import trace_id_of
 
 JSON_FIELDS = ["levelname", "name", "message"]
 JSON_NAMES = {"levelname": "level", "name": "logger"}
@@ -17,10 +18,10 @@ class TraceContextFilter(logging.Filter):
     """Adds `trace_id` and `span_id` of the current span, when there is one."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            record.trace_id = format(context.trace_id, "032x")
-            record.span_id = format(context.span_id, "016x")
+        span = trace.get_current_span()
+        if span.get_span_context().is_valid:
+            record.trace_id = trace_id_of(span)
+            record.span_id = format(span.get_span_context().span_id, "016x")
         # uvicorn's copy of its message with terminal colours.
         record.__dict__.pop("color_message", None)
         return True

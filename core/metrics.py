@@ -9,7 +9,6 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -33,12 +32,8 @@ def serving(host: str, port: int, *, multiprocess: bool) -> Iterator[None]:
     try:
         yield
     finally:
-        _stop(server)
+        server.shutdown()
+        server.server_close()
         thread.join(timeout=5)
         if directory:
             shutil.rmtree(directory, ignore_errors=True)
-
-
-def _stop(server: WSGIServer) -> None:
-    server.shutdown()
-    server.server_close()

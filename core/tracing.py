@@ -35,6 +35,12 @@ def trace_id_of(span: trace.Span) -> str:
     return format(span.get_span_context().trace_id, "032x")
 
 
+def trace_id_in(carrier: Mapping[str, str]) -> str | None:
+    """The trace id of the `traceparent` in `carrier`; None when there is no valid one."""
+    span_context = trace.get_current_span(context_from(carrier)).get_span_context()
+    return format(span_context.trace_id, "032x") if span_context.is_valid else None
+
+
 def context_from(carrier: Mapping[str, str]) -> Context:
     """The trace context a caller sent (`traceparent`, `tracestate`); empty when none."""
     return propagate.extract(carrier)

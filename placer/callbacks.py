@@ -21,7 +21,7 @@ from google.protobuf import empty_pb2
 from opentelemetry import trace
 
 from core.config import settings
-from core.tracing import context_from
+from core.tracing import context_from, trace_id_in
 from placer.outbox_release import OutboxRelease
 from placer.placement import Delivery, Placer
 
@@ -87,30 +87,31 @@ def bulk_event_of(entry: callback.TopicEventBulkRequestEntry) -> dict[str, Any]:
     return whole if isinstance(whole, dict) else {"id": entry.entry_id, "data": None}
 
 
-def trace_carrier(context: Context, request: callback.TopicEventRequest) -> dict[str, str]:
+def metadata_of(context: Context) -> dict[str, str]:
+    """The call's text metadata (binary `-bin` entries left out)."""
+    return {
+        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
+    }
+
+
+def trace_carrier(
+    metadata: Mapping[str, str], request: callback.TopicEventRequest
+) -> dict[str, str]:
     """The delivery's W3C trace context. The CloudEvent carries the order's trace (`traceid`,
     set by the API's sidecar); the sidecar sends its own delivery span as `traceparent`
     metadata, a child of that trace, except when the event's `traceparent` field is empty (the
     runtime's outbox writes it so): then the metadata starts a new trace, and the event's
     `traceid` is the one to continue."""
-    metadata = {
-        key: value for key, value in context.invocation_metadata() or () if isinstance(value, str)
-    }
     fields = request.extensions.fields
     event_trace = next(
         (fields[name].string_value for name in ("traceparent", "traceid")
          if name in fields and fields[name].string_value),
         None,
     )  # fmt: skip
-    if event_trace is None or _trace_id(metadata.get("traceparent")) == _trace_id(event_trace):
-        return metadata
-    return {"traceparent": event_trace}
-
-
-def _trace_id(traceparent: str | None) -> str | None:
-    """The trace id field of a W3C traceparent (version-traceid-spanid-flags)."""
-    parts = (traceparent or "").split("-")
-    return parts[1] if len(parts) == 4 else None
+    if event_trace is None:
+        return dict(metadata)
+    event_carrier = {"traceparent": event_trace}
+    return dict(metadata) if trace_id_in(metadata) == trace_id_in(event_carrier) else event_carrier
 
 
 class PlacerCallbacks(callback_grpc.AppCallbackServicer):
@@ -130,10 +131,11 @@ class PlacerCallbacks(callback_grpc.AppCallbackServicer):
     async def OnTopicEvent(
         self, request: callback.TopicEventRequest, context: Context
     ) -> callback.TopicEventResponse:
-        await self._check_token(context)
+        metadata = metadata_of(context)
+        await self._check_token(metadata, context)
         event = event_of(request.id, request.data, request.data_content_type)
         # The order's trace, as the sidecar delivers it: the same trace as its POST /orders.
-        parent = context_from(trace_carrier(context, request))
+        parent = context_from(trace_carrier(metadata, request))
         with tracer.start_as_current_span(
             f"deliver {request.topic}", context=parent, kind=trace.SpanKind.CONSUMER
         ):
@@ -151,7 +153,7 @@ class PlacerCallbacks(callback_grpc.AppCallbackServicer):
     async def OnBulkTopicEvent(
         self, request: callback.TopicEventBulkRequest, context: Context
     ) -> callback.TopicEventBulkResponse:
-        await self._check_token(context)
+        await self._check_token(metadata_of(context), context)
         events = {entry.entry_id: bulk_event_of(entry) for entry in request.entries}
         answers: Mapping[str, Delivery] = await self._release.release_failed(events)
         return callback.TopicEventBulkResponse(
@@ -161,13 +163,12 @@ class PlacerCallbacks(callback_grpc.AppCallbackServicer):
             ]
         )
 
-    async def _check_token(self, context: Context) -> None:
+    async def _check_token(self, metadata: Mapping[str, str], context: Context) -> None:
         """Only the sidecar may deliver: it sends APP_API_TOKEN as `dapr-api-token`."""
         if not self._app_token:
             return
-        sent = dict(context.invocation_metadata() or ()).get("dapr-api-token", "")
-        sent_bytes = sent.encode() if isinstance(sent, str) else sent
-        if not hmac.compare_digest(sent_bytes, self._app_token.encode()):
+        sent = metadata.get("dapr-api-token", "").encode()
+        if not hmac.compare_digest(sent, self._app_token.encode()):
             # Not UNIMPLEMENTED: the runtime drops a delivery answered with that code.
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "Missing or wrong dapr-api-token")
 

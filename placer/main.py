@@ -1,5 +1,6 @@
-"""The placer: `uvicorn placer.main:app`. Its sidecar delivers orders to the gRPC callback
-server it starts (placer/callbacks.py, on PLACER_GRPC_PORT); this HTTP app serves its health."""
+"""The placer, run by `python -m placer` (placer/__main__.py). Its sidecar delivers orders to
+the gRPC callback server it starts (placer/callbacks.py, on PLACER_GRPC_PORT); this HTTP app
+serves its health."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager

@@ -16,6 +16,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -34,6 +35,12 @@ def scrape(url: str) -> Samples:
 def value(samples: Samples, name: str, **labels: str) -> float:
     """One sample's value; 0 when the series does not exist (yet)."""
     return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def registry_value(name: str, **labels: str) -> float:
+    """One sample of this process's own metrics (the apps' modules imported in a test); 0 when
+    the series does not exist (yet)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:

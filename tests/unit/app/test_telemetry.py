@@ -3,27 +3,23 @@
 import re
 
 from fastapi.testclient import TestClient
-from prometheus_client import REGISTRY
 
 from tests.factories import limit_order_body
+from tests.telemetry import registry_value
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
 
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 def count(method: str, route: str, status: str) -> float:
-    return sample("orders_api_requests_total", method=method, route=route, status=status)
+    return registry_value("orders_api_requests_total", method=method, route=route, status=status)
 
 
 def test_a_created_order_is_counted_under_its_route(client: TestClient) -> None:
-    created, accepted = count("POST", "/orders", "201"), sample("orders_accepted_total")
+    created, accepted = count("POST", "/orders", "201"), registry_value("orders_accepted_total")
     response = client.post("/orders", json=limit_order_body())
     assert response.status_code == 201
     assert count("POST", "/orders", "201") == created + 1
-    assert sample("orders_accepted_total") == accepted + 1
+    assert registry_value("orders_accepted_total") == accepted + 1
 
 
 def test_paths_with_ids_share_their_routes_series(client: TestClient) -> None:
@@ -39,10 +35,10 @@ def test_paths_with_ids_share_their_routes_series(client: TestClient) -> None:
 def test_invalid_orders_are_counted_as_422_and_timed(client: TestClient) -> None:
     before = count("POST", "/orders", "422")
     duration = "orders_api_request_duration_seconds_count"
-    timed = sample(duration, method="POST", route="/orders")
+    timed = registry_value(duration, method="POST", route="/orders")
     assert client.post("/orders", json={"type": "market"}).status_code == 422
     assert count("POST", "/orders", "422") == before + 1
-    assert sample(duration, method="POST", route="/orders") == timed + 1
+    assert registry_value(duration, method="POST", route="/orders") == timed + 1
 
 
 def test_the_answer_names_the_clients_trace(client: TestClient) -> None:

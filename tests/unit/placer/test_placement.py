@@ -5,13 +5,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from prometheus_client import REGISTRY
 
 from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.sidecar import SidecarError
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
 from placer.stock_exchange import OrderPlacementError
 from tests.factories import accepted_order
+from tests.telemetry import registry_value
 
 
 class FakeOrders:
@@ -209,39 +209,35 @@ async def test_claimed_order_is_placed_on_redelivery_without_waiting_again() -> 
     assert exchange.calls == [order.id]
 
 
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
 @pytest.mark.anyio
 async def test_each_outcome_is_counted_and_placements_timed() -> None:
     order = accepted_order()
     orders, exchange = FakeOrders(order), FakeExchange(failures=1)
     attempts = "orders_placement_attempts_total"
     before = {
-        "failed": sample(attempts, outcome="exchange_failed"),
-        "placed": sample(attempts, outcome="placed"),
-        "orders": sample("orders_placed_total"),
-        "waits": sample("orders_accept_to_placed_seconds_count"),
-        "calls": sample("orders_exchange_call_duration_seconds_count", result="failed"),
+        "failed": registry_value(attempts, outcome="exchange_failed"),
+        "placed": registry_value(attempts, outcome="placed"),
+        "orders": registry_value("orders_placed_total"),
+        "waits": registry_value("orders_accept_to_placed_seconds_count"),
+        "calls": registry_value("orders_exchange_call_duration_seconds_count", result="failed"),
     }
     the_placer = placer(orders, exchange)
     assert await the_placer.place(event_for(order)) is Delivery.RETRY
     assert await the_placer.place(event_for(order)) is Delivery.SUCCESS
-    assert sample(attempts, outcome="exchange_failed") == before["failed"] + 1
-    assert sample(attempts, outcome="placed") == before["placed"] + 1
-    assert sample("orders_placed_total") == before["orders"] + 1
-    assert sample("orders_accept_to_placed_seconds_count") == before["waits"] + 1
-    calls = sample("orders_exchange_call_duration_seconds_count", result="failed")
+    assert registry_value(attempts, outcome="exchange_failed") == before["failed"] + 1
+    assert registry_value(attempts, outcome="placed") == before["placed"] + 1
+    assert registry_value("orders_placed_total") == before["orders"] + 1
+    assert registry_value("orders_accept_to_placed_seconds_count") == before["waits"] + 1
+    calls = registry_value("orders_exchange_call_duration_seconds_count", result="failed")
     assert calls == before["calls"] + 1
-    assert sample("orders_in_flight") == 0
+    assert registry_value("orders_in_flight") == 0
 
 
 @pytest.mark.anyio
 async def test_a_dead_letter_is_counted_once_marked_failed() -> None:
     order = accepted_order()
-    before = sample("orders_dead_lettered_total")
+    before = registry_value("orders_dead_lettered_total")
     assert await placer(FakeOrders(order), FakeExchange()).dead_letter(event_for(order)) is (
         Delivery.SUCCESS
     )
-    assert sample("orders_dead_lettered_total") == before + 1
+    assert registry_value("orders_dead_lettered_total") == before + 1
