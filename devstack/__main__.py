@@ -91,6 +91,7 @@ def prepare() -> int:
     say(f"redis-server: {binaries.redis_server()}")
     say(f"PostgreSQL: {binaries.postgres_bin_dir()}")
     say(f"helm: {binaries.helm()}")
+    say(f"chromium: {binaries.chromium()}")
     return 0
 
 

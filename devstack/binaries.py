@@ -1,4 +1,5 @@
-"""Finds, installs or builds the programs the stack runs: daprd, redis-server and PostgreSQL."""
+"""Finds, installs or builds the programs the stack and its tests run: daprd, redis-server,
+PostgreSQL, and the tools of some tests (wrk, helm, kind, Chromium)."""
 
 import contextlib
 import fcntl
@@ -106,6 +107,11 @@ def redis_server() -> Path:
 def wrk() -> Path:
     """The HTTP load generator of the benchmark."""
     return _program("wrk", debian_package="wrk")
+
+
+def chromium() -> Path:
+    """The headless browser that loads the API's documentation pages in the tests."""
+    return _program("chromium", debian_package="chromium")
 
 
 def postgres_bin_dir() -> Path:
