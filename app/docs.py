@@ -7,9 +7,9 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-# The files of Swagger UI 5 and ReDoc 2 as the fastapi-offline package ships them (its own
-# FastAPI wrapper is not used). Swagger UI 4 cannot render OpenAPI 3.1, which FastAPI writes;
-# this package bundles both viewers, is widely used and is refreshed with their releases.
+# The files of Swagger UI 5 and ReDoc 2 as the fastapi-offline package ships them (its FastAPI
+# wrapper is not used): one widely used, maintained package for both viewers. Swagger UI 4 (the
+# swagger-ui-bundle package) cannot render OpenAPI 3.1, which FastAPI writes.
 ASSETS_PACKAGE = "fastapi_offline"
 ASSETS_URL = "/docs/assets"
 
