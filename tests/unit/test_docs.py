@@ -32,7 +32,9 @@ def markdown_files() -> list[Path]:
         check=True,
         timeout=30,
     ).stdout.decode()
-    return sorted(ROOT / name for name in set(listed.split("\0")) if name and (ROOT / name).exists())
+    return sorted(
+        ROOT / name for name in set(listed.split("\0")) if name and (ROOT / name).exists()
+    )
 
 
 def prose_lines(text: str) -> list[str]:
