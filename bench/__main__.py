@@ -45,7 +45,7 @@ def main() -> int:
         **({"scaling": scaling} if scaling else {}),
     }
     path = report.write(results)
-    print(report.table(results))
+    print(report.markdown(results))
     say(f"Results in {path}")
     return 0
 

@@ -1,9 +1,14 @@
-"""The benchmark's results: JSON for tools, a table for people, a small SVG bar chart."""
+"""The benchmark's results: JSON for tools, a Markdown report for people, a small SVG bar chart.
+
+`./bench/run` writes all three from the same figures; `python -m bench.report` writes the report
+and the chart again from `results/latest.json` (after a change to this module)."""
 
 import json
 from datetime import date
 from pathlib import Path
 from typing import Any
+
+from bench.cpu import LOAD_GENERATOR
 
 RESULTS = Path(__file__).parent / "results"
 SYSTEMS = ("floor", "service", "service-postgres", "naive")
@@ -20,8 +25,14 @@ def write(results: dict[str, Any]) -> Path:
     text = json.dumps(results, indent=2) + "\n"
     for name in (f"{results['date']}.json", "latest.json"):
         (RESULTS / name).write_text(text)
-    (RESULTS / "latest.svg").write_text(svg(results))
+    write_views(results)
     return RESULTS / "latest.json"
+
+
+def write_views(results: dict[str, Any]) -> None:
+    """The report and the chart of one run, beside its JSON."""
+    (RESULTS / "latest.md").write_text(markdown(results))
+    (RESULTS / "latest.svg").write_text(svg(results))
 
 
 def with_ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -34,41 +45,87 @@ def with_ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-def table(results: dict[str, Any]) -> str:
+def markdown(results: dict[str, Any]) -> str:
+    """The whole run as a Markdown page: the intake table, CPU per order, placement, scaling."""
     lines = [
-        f"POST /orders on {results['cores']} cores, {results['date']}",
+        "# Benchmark results",
+        "",
+        f"POST /orders on {results['cores']} cores, {results['date']}"
+        + _settings_note(results)
+        + ". Written by `./bench/run` from the figures in [latest.json](latest.json); "
+        "the method is in [the benchmark's README](../README.md).",
+        "",
+        "![Orders per second by system and concurrency](latest.svg)",
+        "",
+        "## Intake",
+        "",
+        *runs_table(results["runs"]),
+        *cpu_table(results["runs"]),
+        *placement_lines(results),
+    ]
+    if scaling := results.get("scaling"):
+        lines.extend(["", "## Horizontal scaling", "", *(f"- {s}" for s in scaling_lines(scaling))])
+    return "\n".join(lines) + "\n"
+
+
+def _settings_note(results: dict[str, Any]) -> str:
+    parts = []
+    if workers := results.get("api_workers"):
+        parts.append(f"{workers} API workers")
+    if seconds := results.get("seconds_per_point"):
+        parts.append(f"{seconds} s per point")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def runs_table(runs: list[dict[str, Any]]) -> list[str]:
+    lines = [
         "| system | concurrency | orders/s | vs floor | p50 ms | p90 ms | p99 ms | non-2xx |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for r in results["runs"]:
+    for r in runs:
         lines.append(
             f"| {r['system']} | {r['concurrency']} | {r['rps']} | {r.get('ratio_to_floor', '')} "
             f"| {r['p50_ms']:.1f} | {r['p90_ms']:.1f} | {r['p99_ms']:.1f} | {r['non_2xx']} |"
         )
-    lines.extend(cpu_lines(results["runs"]))
+    return lines
+
+
+def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
+    """At the highest concurrency: each system's CPU milliseconds per order, by process role."""
+    top = max(r["concurrency"] for r in runs)
+    spent = [(r["system"], r["cpu_ms_per_order"]) for r in runs
+             if r["concurrency"] == top and r.get("cpu_ms_per_order")]  # fmt: skip
+    if not spent:
+        return []
+    # The load generator last: it is not part of the system under test, nor of the total.
+    roles = sorted({role for _, by_role in spent for role in by_role} - {"total", LOAD_GENERATOR})
+    roles.append(LOAD_GENERATOR)
+    lines = [
+        "",
+        f"CPU milliseconds per order at concurrency {top}, by process (the total leaves out "
+        f"the load generator, {LOAD_GENERATOR}):",
+        "",
+        "| system | total | " + " | ".join(roles) + " |",
+        "| --- | --- |" + " --- |" * len(roles),
+    ]
+    for system, by_role in spent:
+        cells = [f"{by_role[role]:.2f}" if role in by_role else "" for role in roles]
+        lines.append(f"| {system} | {by_role['total']:.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def placement_lines(results: dict[str, Any]) -> list[str]:
     drain, latency = results.get("drain"), results.get("accept_to_placed_ms")
+    lines = []
     if drain:
         lines.append(
-            f"\nPlacer drain: {drain['orders']} orders in {drain['seconds']} s = "
+            f"- Placer drain: {drain['orders']} orders in {drain['seconds']} s = "
             f"{drain['per_s']}/s, {drain['fraction_of_bound']:.0%} of the bound "
             f"({drain['bound_per_s']}/s)"
         )
     if latency:
-        lines.append(f"Accept→placed: p50 {latency['p50']} ms, p99 {latency['p99']} ms")
-    if scaling := results.get("scaling"):
-        lines.extend(scaling_lines(scaling))
-    return "\n".join(lines)
-
-
-def cpu_lines(runs: list[dict[str, Any]]) -> list[str]:
-    """At the highest concurrency: each system's CPU milliseconds per order, by process."""
-    top = max(r["concurrency"] for r in runs)
-    lines = [f"\nCPU ms per order at concurrency {top} (load generator apart):"]
-    for r in runs:
-        if r["concurrency"] == top and (spent := r.get("cpu_ms_per_order")):
-            parts = ", ".join(f"{role} {ms:.2f}" for role, ms in spent.items() if role != "total")
-            lines.append(f"- {r['system']}: {spent['total']:.2f} ({parts})")
-    return lines if len(lines) > 1 else []
+        lines.append(f"- Accept→placed: p50 {latency['p50']} ms, p99 {latency['p99']} ms")
+    return ["", "## Placement", "", *lines] if lines else []
 
 
 def scaling_lines(scaling: dict[str, Any]) -> list[str]:
@@ -127,3 +184,7 @@ def svg(results: dict[str, Any]) -> str:
 
 def today() -> str:
     return date.today().isoformat()
+
+
+if __name__ == "__main__":
+    write_views(json.loads((RESULTS / "latest.json").read_text()))

@@ -184,8 +184,9 @@ def start_sidecar(
         "--metrics-port", str(ports.dapr_metrics),
         "--config", str(options.config),
         "--log-level", "warn",
-        # No app health check (see README.md, "Crashes"): when the app turns unhealthy the
-        # runtime cancels the deliveries it is retrying, and Redis Streams acknowledges them.
+        # No app health check (docs/decisions/0007-no-app-health-check.md): when the app turns
+        # unhealthy the runtime cancels the deliveries it is retrying, and Redis Streams
+        # acknowledges them.
     ]  # fmt: skip
     for resources in options.resources:
         argv += ["--resources-path", str(resources)]

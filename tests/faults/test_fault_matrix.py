@@ -1,6 +1,7 @@
 """The fault matrix: for each fault, 1,000 orders stream in while it strikes halfway; then the
 stores and the exchange ledger must show no order lost, none placed after a 500, and every 500
-fast and exact. The table goes to tests/faults/results/ (and, by hand, into the README)."""
+fast and exact. The table goes to tests/faults/results/ (latest.md, and latest.json), which
+tests/faults/README.md links to."""
 
 import asyncio
 import json

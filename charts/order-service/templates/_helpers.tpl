@@ -135,7 +135,7 @@ dapr.io/config: {{ include "order-service.daprConfig" .root }}
 dapr.io/log-level: {{ .root.Values.dapr.logLevel }}
 dapr.io/log-as-json: "true"
 dapr.io/enable-metrics: "true"
-{{- /* No app health check: see the main README, "Crashes". */}}
+{{- /* No app health check: see docs/decisions/0007-no-app-health-check.md. */}}
 dapr.io/api-token-secret: {{ include "order-service.tokensSecret" .root }}
 dapr.io/graceful-shutdown-seconds: {{ .root.Values.dapr.gracefulShutdownSeconds | quote }}
 dapr.io/sidecar-cpu-request: {{ .root.Values.dapr.sidecar.cpuRequest | quote }}
