@@ -20,13 +20,15 @@ import time
 
 def main(grace_seconds: float) -> None:
     groups: set[int] = set()
-    for line in sys.stdin:
-        pgid = int(line[1:])
-        if line.startswith("+"):
-            groups.add(pgid)
-        else:
-            groups.discard(pgid)
-    stop(groups, grace_seconds)
+    try:
+        for line in sys.stdin:
+            pgid = int(line[1:])
+            if line.startswith("+"):
+                groups.add(pgid)
+            else:
+                groups.discard(pgid)
+    finally:  # also should a line make no sense: better stopped than left running
+        stop(groups, grace_seconds)
 
 
 def stop(groups: set[int], grace_seconds: float) -> None:

@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -19,6 +18,7 @@ from devstack.processes import free_port, port_open
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body, market_order_body
 from tests.polling import wait_for
+from tests.processes import Process, descendants
 from tests.telemetry import scrape, value
 
 ORDERS = 200
@@ -162,51 +162,13 @@ def test_metrics_count_the_orders_across_the_api_workers(run_script: RunScript) 
 
 
 def test_ctrl_c_stops_every_process(run_script: RunScript) -> None:
-    # Runs last in this module: stop ./run and check that nothing it started is left.
+    # After the tests above, which share this ./run: stop it, and nothing it started is left.
     assert _interrupt(run_script.process) == 0
     assert [port for port in run_script.ports() if port_open(port)()] == []
     leftovers = subprocess.run(
         ["pgrep", "-f", run_script.env["DATA_DIR"]], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == ""  # the private Redis runs with its data there
-
-
-@dataclass(frozen=True)
-class Process:
-    pid: int
-    name: str
-    start_ticks: int  # since boot: tells it apart from a later process given the same pid
-
-    def alive(self) -> bool:
-        stat = _stat(self.pid)
-        return stat is not None and stat[1][0] != "Z" and int(stat[1][19]) == self.start_ticks
-
-
-def _stat(pid: int) -> tuple[str, list[str]] | None:
-    """The command name in /proc/<pid>/stat, and the fields after it (state, ppid, ...)."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # gone
-        return None
-    name, _, rest = text.partition(" (")[2].rpartition(") ")
-    return name, rest.split()
-
-
-def _descendants(pid: int) -> set[Process]:
-    children: dict[int, list[Process]] = {}
-    for entry in Path("/proc").iterdir():
-        stat = _stat(int(entry.name)) if entry.name.isdigit() else None
-        if stat is not None:
-            name, fields = stat
-            process = Process(int(entry.name), name, int(fields[19]))
-            children.setdefault(int(fields[1]), []).append(process)
-    found: set[Process] = set()
-    parents = [pid]
-    while parents:
-        for child in children.get(parents.pop(), []):
-            found.add(child)
-            parents.append(child.pid)
-    return found
 
 
 def _can_listen(port: int) -> bool:
@@ -222,13 +184,13 @@ def _can_listen(port: int) -> bool:
 
 
 def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
-    # In development the API runs under uvicorn's reloader, whose child would outlive it.
+    # A ./run of its own, in development: the API is uvicorn's reloader and its server process.
     env = _run_env(tmp_path, "development")
     process = _start_run(env, tmp_path / "run.log")
     started: set[Process] = set()
     try:
         _wait_until_ready(process, f"http://127.0.0.1:{env['API_PORT']}", tmp_path / "run.log")
-        started = _descendants(process.pid)
+        started = descendants(process.pid)
         assert {"redis-server", "daprd", "python"} <= {p.name for p in started}, started
         process.kill()
         process.wait(timeout=10)
@@ -239,7 +201,7 @@ def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
         )
         assert [name for name in PORT_NAMES if not _can_listen(int(env[name]))] == []
     finally:
-        started |= _descendants(process.pid)  # when it failed to start
+        started |= descendants(process.pid)  # when it failed to start
         process.kill()
         process.wait(timeout=10)
         for leftover in started:
