@@ -16,7 +16,7 @@ source scripts/bootstrap.sh
 # Tracked files changed since the last commit, and new files git does not ignore.
 changed_files() {
   git rev-parse --verify --quiet HEAD >/dev/null 2>&1 || return 0
-  { git diff --name-only --diff-filter=d HEAD; git ls-files --others --exclude-standard; } | sort -u
+  { git diff --name-only --relative --diff-filter=d HEAD; git ls-files --others --exclude-standard; } | sort -u
 }
 
 if [ $# -eq 0 ]; then

@@ -7,16 +7,16 @@ from devstack import binaries
 
 Program = Callable[[], Path]  # finds, installs or builds a program; returns where it is
 STACK: tuple[Program, ...] = (binaries.daprd, binaries.redis_server, binaries.postgres_bin_dir)
-# The programs each part of the suite runs, by path from the project's root: a test needs
-# those of every entry its path starts with. Unit tests run none.
+# The programs each part of the suite runs, by folder or file from the project's root: a test
+# needs those of every entry it is in. The unit tests run none.
 PROGRAMS: dict[str, tuple[Program, ...]] = {
-    "tests/integration/": STACK,
+    "tests/integration": STACK,
     "tests/integration/test_bench_load.py": (binaries.wrk,),
-    "tests/faults/": STACK,
-    "tests/soak/": STACK,
+    "tests/faults": STACK,
+    "tests/soak": STACK,
     "tests/e2e/test_run_script.py": STACK,
     "tests/e2e/test_kind.py": (binaries.kind, binaries.helm),
-    "tests/chart/": (binaries.helm,),
+    "tests/chart": (binaries.helm,),
     "tests/chart/test_chart_components.py": STACK,
 }
 
@@ -28,15 +28,11 @@ def anyio_backend() -> str:
 
 def programs_needed(items: Iterable[pytest.Item], root: Path) -> list[Program]:
     """The programs the tests about to run need, each once, in the order of PROGRAMS."""
-    paths = {
-        item.path.relative_to(root).as_posix()
-        for item in items
-        if item.get_closest_marker("skip") is None
-    }
+    paths = {item.path for item in items if item.get_closest_marker("skip") is None}
     needed = [
         program
-        for prefix, programs in PROGRAMS.items()
-        if any(path.startswith(prefix) for path in paths)
+        for part, programs in PROGRAMS.items()
+        if any(path.is_relative_to(root / part) for path in paths)
         for program in programs
     ]
     return list(dict.fromkeys(needed))
