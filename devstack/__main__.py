@@ -10,7 +10,14 @@ from types import FrameType
 from core.config import StateStoreKind, settings
 from devstack import binaries
 from devstack.processes import ProcessGroup, StartupError, free_port, say
-from devstack.stack import AppPorts, StackOptions, StoreEndpoints, resources_dirs, start_stack
+from devstack.stack import (
+    AppPorts,
+    StackOptions,
+    StoreEndpoints,
+    apps_log_format,
+    resources_dirs,
+    start_stack,
+)
 from devstack.stores import start_postgres, start_redis
 from placer.redrive import main as redrive_orders
 
@@ -36,6 +43,11 @@ def up() -> int:
     log_dir = settings.DATA_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop_on_signal)
+    log_format = apps_log_format(
+        settings.LOG_FORMAT if "LOG_FORMAT" in settings.model_fields_set else None,
+        settings.ENVIRONMENT,
+        terminal=sys.stderr.isatty(),  # where we echo the apps' lines
+    )
     with ProcessGroup(log_dir) as group:
         try:
             options = StackOptions(
@@ -57,6 +69,7 @@ def up() -> int:
                 api_workers=settings.API_WORKERS,
                 dapr_api_token=settings.DAPR_API_TOKEN,
                 app_api_token=settings.APP_API_TOKEN,
+                app_env={"LOG_FORMAT": log_format.value},
                 echo=True,
             )
             say(f"Starting the placer and the API ({settings.ENVIRONMENT.value}, "

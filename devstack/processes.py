@@ -15,6 +15,7 @@ from typing import IO, Self
 import httpx
 
 STOP_GRACE_SECONDS = 10.0
+GUARDIAN = Path(__file__).with_name("guardian.py")
 
 
 class StartupError(RuntimeError):
@@ -70,11 +71,13 @@ class ManagedProcess:
 
 
 class ProcessGroup:
-    """Starts processes in their own sessions and stops them all, newest first."""
+    """Starts processes in their own sessions and stops them all, newest first. Should we die
+    before that, even by SIGKILL, a guardian process stops them (see devstack/guardian.py)."""
 
     def __init__(self, log_dir: Path | None = None) -> None:
         self.log_dir = log_dir
         self.processes: list[ManagedProcess] = []
+        self._guardian: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
         return self
@@ -97,6 +100,7 @@ class ProcessGroup:
         same_name = sum(1 for process in self.processes if process.name == name)
         log_name = name if same_name == 0 else f"{name}-{same_name + 1}"
         log_path = None if self.log_dir is None else self.log_dir / f"{log_name}.log"
+        self._start_guardian()
         popen = subprocess.Popen(
             argv,
             env=None if env is None else dict(env),
@@ -106,6 +110,7 @@ class ProcessGroup:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        self._tell_guardian(f"+{popen.pid}")  # its process group: it leads a new session
         assert popen.stdout is not None
         sink = None if log_path is None else log_path.open("ab")
         threading.Thread(
@@ -118,7 +123,32 @@ class ProcessGroup:
     def stop_all(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+            self._tell_guardian(f"-{process.pid}")
         self.processes.clear()
+        if self._guardian is not None:
+            # With every group stopped, the end of its input lets it go at once.
+            assert self._guardian.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                self._guardian.stdin.close()
+            self._guardian.wait(timeout=STOP_GRACE_SECONDS)
+            self._guardian = None
+
+    def _start_guardian(self) -> None:
+        if self._guardian is None:
+            self._guardian = subprocess.Popen(
+                [sys.executable, "-I", str(GUARDIAN), str(STOP_GRACE_SECONDS)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                start_new_session=True,  # out of reach of a Ctrl-C meant for us
+            )
+
+    def _tell_guardian(self, line: str) -> None:
+        assert self._guardian is not None and self._guardian.stdin is not None
+        # BrokenPipeError: someone killed the guardian; stopping the processes ourselves
+        # still works.
+        with contextlib.suppress(BrokenPipeError):
+            self._guardian.stdin.write(f"{line}\n".encode())
+            self._guardian.stdin.flush()
 
 
 def _copy_output(source: IO[bytes], sink: IO[bytes] | None, echo_prefix: str | None) -> None:

@@ -5,7 +5,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import PROJECT_ROOT, Environment, StateStoreKind
+from core.config import PROJECT_ROOT, Environment, LogFormat, StateStoreKind
 from devstack import binaries
 from devstack.processes import (
     ManagedProcess,
@@ -81,6 +81,19 @@ class StackOptions:
         return {name: token for name, token in tokens.items() if token}
 
     echo: bool = False
+
+
+def apps_log_format(
+    configured: LogFormat | None, environment: Environment, *, terminal: bool
+) -> LogFormat:
+    """How the apps log: as LOG_FORMAT says when it is set; otherwise plain text for a developer
+    watching a terminal, JSON (the apps' own default, as in production) for anyone else. The
+    apps cannot tell for themselves: their output comes through a pipe to us."""
+    if configured is not None:
+        return configured
+    if environment is Environment.DEVELOPMENT and terminal:
+        return LogFormat.TEXT
+    return LogFormat.JSON
 
 
 @dataclass(frozen=True)

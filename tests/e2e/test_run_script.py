@@ -1,9 +1,11 @@
 """The whole stack as `./run` starts it: 200 orders, the exchange failing 10% of the time;
-each accepted order reaches the exchange exactly once."""
+each accepted order reaches the exchange exactly once. Stopped with Ctrl-C or killed, `./run`
+leaves no process behind."""
 
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,12 +18,19 @@ from devstack.processes import free_port, port_open
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body, market_order_body
 from tests.polling import wait_for
+from tests.processes import Process, descendants
 from tests.telemetry import scrape, value
 
 ORDERS = 200
 CONCURRENCY = 8
 PLACEMENT_DEADLINE_SECONDS = 180
 STARTUP_DEADLINE_SECONDS = 240
+# The guardian's grace before SIGKILL (devstack/processes.py), and time to spare.
+ORPHANS_DEADLINE_SECONDS = 30
+PORT_NAMES = (
+    "API_PORT", "PLACER_PORT", "PLACER_GRPC_PORT", "API_DAPR_HTTP_PORT",
+    "PLACER_DAPR_HTTP_PORT", "API_METRICS_PORT", "PLACER_METRICS_PORT",
+)  # fmt: skip
 
 
 class RunScript:
@@ -32,50 +41,51 @@ class RunScript:
         self.ledger = ledger
 
     def ports(self) -> list[int]:
-        names = (
-            "API_PORT", "PLACER_PORT", "PLACER_GRPC_PORT", "API_DAPR_HTTP_PORT",
-            "PLACER_DAPR_HTTP_PORT", "API_METRICS_PORT", "PLACER_METRICS_PORT",
+        return [int(self.env[name]) for name in PORT_NAMES]
+
+
+def _run_env(tmp: Path, environment: str) -> dict[str, str]:
+    """./run's settings: every port free, the data in `tmp`."""
+    return {
+        **os.environ,
+        **{name: str(free_port()) for name in PORT_NAMES},
+        "ENVIRONMENT": environment,
+        "API_WORKERS": "2",
+        "DATA_DIR": str(tmp / "data"),
+        "EXCHANGE_LEDGER_PATH": str(tmp / "exchange-ledger.sqlite3"),
+        "EXCHANGE_FAILURE_RATE": "0.1",
+        "EXCHANGE_LATENCY_SECONDS": "0.5",
+    }
+
+
+def _start_run(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            [str(PROJECT_ROOT / "run")], env=env, stdout=output, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
-        return [int(self.env[name]) for name in names]
+
+
+def _wait_until_ready(process: subprocess.Popen[bytes], api_url: str, log: Path) -> None:
+    wait_for(
+        lambda: _ready(api_url) or process.poll() is not None,
+        what="./run ready",
+        timeout_seconds=STARTUP_DEADLINE_SECONDS,
+    )
+    assert process.poll() is None, log.read_text()
 
 
 @pytest.fixture(scope="module")
 def run_script(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunScript]:
     tmp = tmp_path_factory.mktemp("run")
-    ledger = tmp / "exchange-ledger.sqlite3"
-    env = {
-        **os.environ,
-        "ENVIRONMENT": "production",
-        "API_PORT": str(free_port()),
-        "API_WORKERS": "2",
-        "PLACER_PORT": str(free_port()),
-        "PLACER_GRPC_PORT": str(free_port()),
-        "API_DAPR_HTTP_PORT": str(free_port()),
-        "PLACER_DAPR_HTTP_PORT": str(free_port()),
-        "API_METRICS_PORT": str(free_port()),
-        "PLACER_METRICS_PORT": str(free_port()),
-        "DATA_DIR": str(tmp / "data"),
-        "EXCHANGE_LEDGER_PATH": str(ledger),
-        "EXCHANGE_FAILURE_RATE": "0.1",
-        "EXCHANGE_LATENCY_SECONDS": "0.5",
-    }
-    log = (tmp / "run.log").open("wb")
-    process = subprocess.Popen(
-        [str(PROJECT_ROOT / "run")], env=env, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    run_script = RunScript(process, env, ledger)
+    env = _run_env(tmp, "production")
+    process = _start_run(env, tmp / "run.log")
+    run_script = RunScript(process, env, Path(env["EXCHANGE_LEDGER_PATH"]))
     try:
-        wait_for(
-            lambda: _ready(run_script.api_url) or process.poll() is not None,
-            what="./run ready",
-            timeout_seconds=STARTUP_DEADLINE_SECONDS,
-        )
-        assert process.poll() is None, (tmp / "run.log").read_text()
+        _wait_until_ready(process, run_script.api_url, tmp / "run.log")
         yield run_script
     finally:
         _interrupt(process)
-        log.close()
 
 
 def _interrupt(process: subprocess.Popen[bytes]) -> int:
@@ -152,10 +162,48 @@ def test_metrics_count_the_orders_across_the_api_workers(run_script: RunScript) 
 
 
 def test_ctrl_c_stops_every_process(run_script: RunScript) -> None:
-    # Runs last in this module: stop ./run and check that nothing it started is left.
+    # After the tests above, which share this ./run: stop it, and nothing it started is left.
     assert _interrupt(run_script.process) == 0
     assert [port for port in run_script.ports() if port_open(port)()] == []
     leftovers = subprocess.run(
         ["pgrep", "-f", run_script.env["DATA_DIR"]], capture_output=True, text=True, check=False
     )
     assert leftovers.stdout.strip() == ""  # the private Redis runs with its data there
+
+
+def _can_listen(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        # As uvicorn, Redis and daprd do: connections left in TIME_WAIT do not hold the port.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            server.bind(("127.0.0.1", port))
+            server.listen()
+        except OSError:
+            return False
+    return True
+
+
+def test_sigkill_leaves_no_process_behind(tmp_path: Path) -> None:
+    # A ./run of its own, in development: the API is uvicorn's reloader and its server process.
+    env = _run_env(tmp_path, "development")
+    process = _start_run(env, tmp_path / "run.log")
+    started: set[Process] = set()
+    try:
+        _wait_until_ready(process, f"http://127.0.0.1:{env['API_PORT']}", tmp_path / "run.log")
+        started = descendants(process.pid)
+        assert {"redis-server", "daprd", "python"} <= {p.name for p in started}, started
+        process.kill()
+        process.wait(timeout=10)
+        wait_for(
+            lambda: not [p for p in started if p.alive()],
+            what="every process ./run started gone",
+            timeout_seconds=ORPHANS_DEADLINE_SECONDS,
+        )
+        assert [name for name in PORT_NAMES if not _can_listen(int(env[name]))] == []
+    finally:
+        started |= descendants(process.pid)  # when it failed to start
+        process.kill()
+        process.wait(timeout=10)
+        for leftover in started:
+            if leftover.alive():
+                os.kill(leftover.pid, signal.SIGKILL)

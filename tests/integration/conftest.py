@@ -1,17 +1,9 @@
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from core.config import StateStoreKind
-from devstack import binaries
 from tests.integration.stack_fixtures import RunningStack, running_stack
-
-
-@pytest.fixture(scope="session", autouse=True)
-def daprd_binary() -> Path:
-    """Finds or builds daprd once, before any stack needs it."""
-    return binaries.daprd()
 
 
 @pytest.fixture(scope="module", params=list(StateStoreKind), ids=lambda kind: kind.value)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from core.config import settings
+from core.domain import Order
 from placer import stock_exchange
 from placer.stock_exchange import ExchangeLedger, OrderPlacementError
 from tests.factories import accepted_order
@@ -48,9 +49,22 @@ def test_never_failing_exchange_records_every_order(
     assert exchange.submissions() == {order.id: 1 for order in orders}
 
 
+class CountingLedger:
+    """Counts accepted orders in memory: 2,000 writes to the SQLite ledger take half a minute."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+
+    def accept(self, order: Order) -> bool:
+        self.accepted += 1
+        return True
+
+
 def test_default_failure_rate_fails_about_one_call_in_ten(
     exchange: ExchangeLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    counting = CountingLedger()
+    monkeypatch.setattr(stock_exchange, "_ledger", counting)
     monkeypatch.setattr(settings, "EXCHANGE_FAILURE_RATE", 0.1)
     failures = 0
     for _ in range(2000):
@@ -59,3 +73,4 @@ def test_default_failure_rate_fails_about_one_call_in_ten(
         except OrderPlacementError:
             failures += 1
     assert 100 < failures < 320  # 200 expected; the bounds are > 7 standard deviations away
+    assert counting.accepted == 2000 - failures
