@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from core.config import StateStoreKind
 from devstack import binaries
+from devstack.config import StateStoreKind
 from tests.integration.stack_fixtures import RunningStack, running_stack
 
 
