@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.ordering import OrderNotAcceptedError
+from app.acceptance import OrderNotAcceptedError
 from core.sidecar import SidecarError
 
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ from fastapi.exceptions import RequestValidationError
 
 from app.body_limit import BodySizeLimitMiddleware
 from app.errors import InternalErrorMiddleware, validation_error_handler
+from app.middleware import TelemetryMiddleware
 from app.routes import api_router
-from app.telemetry import TelemetryMiddleware
 from app.voids import PendingVoids
 from core.config import settings
 from core.logs import configure_logging

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from app import voids
-from app.ordering import IdempotencyKeyReusedError, OrderNotAcceptedError, accept_order, commit
+from app.acceptance import IdempotencyKeyReusedError, OrderNotAcceptedError, accept_order, commit
 from app.voids import PendingVoids
 from core.domain import Decision, Order, OrderRequest
 from core.sidecar import SidecarError
