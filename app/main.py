@@ -6,9 +6,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from app.body_limit import BodySizeLimitMiddleware
-from app.errors import InternalErrorMiddleware, validation_error_handler
-from app.middleware import TelemetryMiddleware
+from app.errors import validation_error_handler
+from app.middleware import BodySizeLimitMiddleware, InternalErrorMiddleware, TelemetryMiddleware
 from app.routes import api_router
 from app.voids import PendingVoids
 from core.config import settings
