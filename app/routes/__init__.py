@@ -2,7 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.routes import health, orders
+from app.routes import orders
+from core import health
 
 api_router = APIRouter()
 api_router.include_router(orders.router)

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from app.deps import get_sidecar
 from app.main import app
 from core.config import settings
+from core.health import get_sidecar
 from core.sidecar import SidecarError
 from tests.factories import accepted_order, limit_order_body, market_order_body
 from tests.unit.fakes import MemoryOrders

@@ -1,10 +1,20 @@
 """Liveness and readiness probes."""
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel
 
-from app.deps import SidecarDep
 from core.config import settings
+from core.sidecar import DaprSidecar
+
+
+async def get_sidecar(request: Request) -> DaprSidecar:
+    sidecar: DaprSidecar = request.app.state.sidecar
+    return sidecar
+
+
+SidecarDep = Annotated[DaprSidecar, Depends(get_sidecar)]
 
 router = APIRouter(prefix="/health", tags=["health"])
 
