@@ -1,4 +1,4 @@
-"""The API's routers, by resource."""
+"""The API's routers, by resource (the health probes are both apps': core/health.py)."""
 
 from fastapi import APIRouter
 
