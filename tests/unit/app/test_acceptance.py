@@ -1,5 +1,5 @@
-"""accept_order's idempotency rules and the settling of commits in doubt, with an in-memory
-repository."""
+"""accept_order's idempotency rules and the settling of commits in doubt: the real repository
+over the sidecar's state API in memory."""
 
 import asyncio
 from collections.abc import Callable
@@ -10,98 +10,124 @@ from app import voids
 from app.acceptance import IdempotencyKeyReusedError, OrderNotAcceptedError, accept_order, commit
 from app.voids import PendingVoids
 from core.domain import Decision, Order, OrderRequest
+from core.repository import OrderRepository, idempotency_key, order_key
 from core.sidecar import SidecarError
 from tests.factories import limit_order_body
-from tests.unit.fakes import MemoryOrders
+from tests.unit.fakes import (
+    MemorySidecar,
+    decide,
+    decision_of,
+    order_of_key,
+    repository,
+    stored_order,
+)
+
+pytestmark = pytest.mark.anyio
 
 
 def request(**changes: object) -> OrderRequest:
     return OrderRequest.model_validate(limit_order_body(**changes))
 
 
-@pytest.mark.anyio
-async def test_without_a_key_every_request_is_a_new_order() -> None:
-    orders = MemoryOrders()
-    first = await accept_order(request(), None, orders, PendingVoids(orders))  # type: ignore[arg-type]
-    second = await accept_order(request(), None, orders, PendingVoids(orders))  # type: ignore[arg-type]
-    assert first.order.id != second.order.id
-    assert not first.replayed and not second.replayed
-    assert len(orders.saved) == 2
-
-
-@pytest.mark.anyio
-async def test_same_key_and_body_returns_the_first_order() -> None:
-    orders = MemoryOrders()
-    first = await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
-    again = await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
-    assert again.order == first.order
-    assert again.replayed and not first.replayed
-    assert orders.creates == 1
-
-
-@pytest.mark.anyio
-async def test_same_key_with_another_body_is_refused() -> None:
-    orders = MemoryOrders()
-    await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
-    with pytest.raises(IdempotencyKeyReusedError):
-        await accept_order(request(quantity=2), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
-    assert len(orders.saved) == 1
-
-
-@pytest.mark.anyio
-async def test_retry_after_a_failed_commit_commits_the_reserved_order() -> None:
-    orders = MemoryOrders()
-    orders.create_failure = SidecarError("store down")
-    with pytest.raises(OrderNotAcceptedError):
-        await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
-    assert orders.voided == {orders.keys["k"].id}  # the failed commit may never be placed
-    orders.create_failure = None
-    retried = await accept_order(request(), "k", orders, PendingVoids(orders))  # type: ignore[arg-type]
-    assert retried.order == orders.keys["k"]
-    assert list(orders.saved) == [retried.order.id]
-    assert orders.voided == set()  # the retry's commit is the one to place
-
-
-@pytest.mark.anyio
-async def test_commit_that_lands_late_but_within_the_deadline_is_accepted() -> None:
-    orders = MemoryOrders()
-    order = Order.accept(request())
-
-    async def slow_create(order: Order, timeout_seconds: float | None = None) -> None:
-        orders.saved[order.id] = order  # it lands, but the answer is lost
-        raise SidecarError("no answer in time")
-
-    orders.create = slow_create  # type: ignore[method-assign]
-    assert await commit(order, orders, PendingVoids(orders)) == order  # type: ignore[arg-type]
-    assert orders.voided == set()
-
-
-@pytest.mark.anyio
-async def test_commit_that_did_not_land_is_voided_so_it_is_never_placed() -> None:
-    orders = MemoryOrders()
-    orders.create_failure = SidecarError("store down")
-    order = Order.accept(request())
-    with pytest.raises(OrderNotAcceptedError):
-        await commit(order, orders, PendingVoids(orders))  # type: ignore[arg-type]
-    assert orders.voided == {order.id}
-
-
-@pytest.mark.anyio
-async def test_commit_whose_void_loses_to_the_placer_is_accepted() -> None:
-    orders = MemoryOrders()
-    orders.create_failure = SidecarError("no answer in time")
-    order = Order.accept(request())
-    orders.decisions[order.id] = Decision.PLACE  # it landed, and the placer claimed it
-    assert await commit(order, orders, PendingVoids(orders)) == order  # type: ignore[arg-type]
+@pytest.fixture
+def sidecar() -> MemorySidecar:
+    return MemorySidecar()
 
 
 @pytest.fixture
-def store_down(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryOrders, PendingVoids]:
+def orders(sidecar: MemorySidecar) -> OrderRepository:
+    return repository(sidecar)
+
+
+def commits(sidecar: MemorySidecar) -> list[str]:
+    """The order key of each commit tried, in order."""
+    return [keys[0] for keys in sidecar.calls_to("execute_transaction")]
+
+
+async def test_without_a_key_every_request_is_a_new_order(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    first = await accept_order(request(), None, orders, PendingVoids(orders))
+    second = await accept_order(request(), None, orders, PendingVoids(orders))
+    assert first.order.id != second.order.id
+    assert not first.replayed and not second.replayed
+    assert stored_order(sidecar, first.order.id) == first.order
+    assert stored_order(sidecar, second.order.id) == second.order
+
+
+async def test_same_key_and_body_returns_the_first_order(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    first = await accept_order(request(), "k", orders, PendingVoids(orders))
+    again = await accept_order(request(), "k", orders, PendingVoids(orders))
+    assert again.order == first.order
+    assert again.replayed and not first.replayed
+    assert commits(sidecar) == [order_key(first.order.id)]
+
+
+async def test_same_key_with_another_body_is_refused(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    first = await accept_order(request(), "k", orders, PendingVoids(orders))
+    with pytest.raises(IdempotencyKeyReusedError):
+        await accept_order(request(quantity=2), "k", orders, PendingVoids(orders))
+    assert commits(sidecar) == [order_key(first.order.id)]
+
+
+async def test_retry_after_a_failed_commit_commits_the_reserved_order(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    sidecar.failing["execute_transaction"] = SidecarError("store down")
+    with pytest.raises(OrderNotAcceptedError):
+        await accept_order(request(), "k", orders, PendingVoids(orders))
+    reserved = order_of_key(sidecar, "k")
+    assert reserved is not None
+    assert decision_of(sidecar, reserved.id) is Decision.VOID  # it may never be placed
+    del sidecar.failing["execute_transaction"]
+    retried = await accept_order(request(), "k", orders, PendingVoids(orders))
+    assert retried.order == reserved
+    assert stored_order(sidecar, reserved.id) == reserved
+    assert commits(sidecar) == [order_key(reserved.id)] * 2  # no new order
+    assert decision_of(sidecar, reserved.id) is None  # the retry's commit is the one to place
+
+
+async def test_commit_that_lands_late_but_within_the_deadline_is_accepted(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    order = Order.accept(request())
+    sidecar.lost_answers["execute_transaction"] = SidecarError("no answer in time")
+    assert await commit(order, orders, PendingVoids(orders)) == order
+    assert decision_of(sidecar, order.id) is None
+
+
+async def test_commit_that_did_not_land_is_voided_so_it_is_never_placed(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    sidecar.failing["execute_transaction"] = SidecarError("store down")
+    order = Order.accept(request())
+    with pytest.raises(OrderNotAcceptedError):
+        await commit(order, orders, PendingVoids(orders))
+    assert decision_of(sidecar, order.id) is Decision.VOID
+
+
+async def test_commit_whose_void_loses_to_the_placer_is_accepted(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    sidecar.failing["execute_transaction"] = SidecarError("no answer in time")
+    order = Order.accept(request())
+    decide(sidecar, order.id, Decision.PLACE)  # it landed, and the placer claimed it
+    assert await commit(order, orders, PendingVoids(orders)) == order
+    assert decision_of(sidecar, order.id) is Decision.PLACE
+
+
+@pytest.fixture
+def store_down(
+    sidecar: MemorySidecar, orders: OrderRepository, monkeypatch: pytest.MonkeyPatch
+) -> PendingVoids:
     """A store that refuses every call, and voids retried every 10 ms."""
     monkeypatch.setattr(voids, "RETRY_INTERVAL_SECONDS", 0.01)
-    orders = MemoryOrders()
-    orders.failure = SidecarError("store down")
-    return orders, PendingVoids(orders)  # type: ignore[arg-type]
+    sidecar.failure = SidecarError("store down")
+    return PendingVoids(orders)
 
 
 async def wait_for(condition: Callable[[], bool]) -> None:
@@ -112,37 +138,37 @@ async def wait_for(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.mark.anyio
 async def test_void_that_cannot_be_written_is_retried_until_the_store_is_back(
-    store_down: tuple[MemoryOrders, PendingVoids],
+    sidecar: MemorySidecar, orders: OrderRepository, store_down: PendingVoids
 ) -> None:
-    orders, pending = store_down
+    pending = store_down
     order = Order.accept(request())
     with pytest.raises(OrderNotAcceptedError):
-        await commit(order, orders, pending)  # type: ignore[arg-type]
-    assert len(pending) == 1 and orders.voided == set()
+        await commit(order, orders, pending)
+    assert len(pending) == 1 and decision_of(sidecar, order.id) is None
     await asyncio.sleep(0.05)
     assert len(pending) == 1  # still down: still pending
-    orders.failure = None
+    sidecar.failure = None
     await wait_for(lambda: not pending)
-    assert orders.voided == {order.id}
+    assert decision_of(sidecar, order.id) is Decision.VOID
     assert len(pending) == 0
     await pending.aclose()
 
 
-@pytest.mark.anyio
 async def test_while_the_store_is_known_down_orders_are_refused_without_a_commit(
-    store_down: tuple[MemoryOrders, PendingVoids],
+    sidecar: MemorySidecar, orders: OrderRepository, store_down: PendingVoids
 ) -> None:
-    orders, pending = store_down
+    pending = store_down
     with pytest.raises(OrderNotAcceptedError):
-        await accept_order(request(), None, orders, pending)  # type: ignore[arg-type]
-    assert pending.store_unreachable and orders.creates == 1
+        await accept_order(request(), None, orders, pending)
+    assert pending.store_unreachable and len(commits(sidecar)) == 1
     with pytest.raises(OrderNotAcceptedError):
-        await accept_order(request(), "k", orders, pending)  # type: ignore[arg-type]
-    assert orders.creates == 1 and orders.keys == {}  # nothing tried: no outbox message
-    orders.failure = None
+        await accept_order(request(), "k", orders, pending)
+    # Nothing tried: no commit, no reservation of the key, so no outbox message.
+    assert len(commits(sidecar)) == 1
+    assert [idempotency_key("k")] not in sidecar.calls_to("save_state")
+    sidecar.failure = None
     await wait_for(lambda: not pending.store_unreachable)
-    accepted = await accept_order(request(), None, orders, pending)  # type: ignore[arg-type]
-    assert accepted.order.id in orders.saved
+    accepted = await accept_order(request(), None, orders, pending)
+    assert stored_order(sidecar, accepted.order.id) == accepted.order
     await pending.aclose()
