@@ -9,12 +9,6 @@ from fastapi import Depends, Request
 
 from app.voids import PendingVoids
 from core.repository import OrderRepository
-from core.sidecar import DaprSidecar
-
-
-async def get_sidecar(request: Request) -> DaprSidecar:
-    sidecar: DaprSidecar = request.app.state.sidecar
-    return sidecar
 
 
 async def get_order_repository(request: Request) -> OrderRepository:
@@ -27,6 +21,5 @@ async def get_pending_voids(request: Request) -> PendingVoids:
     return voids
 
 
-SidecarDep = Annotated[DaprSidecar, Depends(get_sidecar)]
 OrderRepositoryDep = Annotated[OrderRepository, Depends(get_order_repository)]
 PendingVoidsDep = Annotated[PendingVoids, Depends(get_pending_voids)]

@@ -1,7 +1,7 @@
-"""What clients see when something fails after validation: a fixed message, never the cause."""
+"""What clients see when something fails: a fixed message after validation, never the cause
+(app/middleware.py's InternalErrorMiddleware answers it), and FastAPI's 422 for invalid input."""
 
 import json
-import logging
 from typing import Any
 
 from fastapi import Request
@@ -9,18 +9,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.ordering import OrderNotAcceptedError
-from core.sidecar import SidecarError
-
-logger = logging.getLogger(__name__)
+from starlette.types import Scope
 
 PLACEMENT_FAILED_MESSAGE = "Internal server error while placing the order"
 GENERIC_FAILURE_MESSAGE = "Internal server error"
-# Failures of the store or the sidecar, already explained where they happened: one line each,
-# not a traceback (an outage brings hundreds per second).
-EXPECTED_FAILURES = (OrderNotAcceptedError, SidecarError)
 
 
 class ErrorMessage(BaseModel):
@@ -30,41 +22,6 @@ class ErrorMessage(BaseModel):
 def failure_message(scope: Scope) -> str:
     placing = scope["method"] == "POST" and scope["path"].rstrip("/") == "/orders"
     return PLACEMENT_FAILED_MESSAGE if placing else GENERIC_FAILURE_MESSAGE
-
-
-class InternalErrorMiddleware:
-    """Turns any exception into a logged 500 with a fixed body.
-
-    A pure ASGI middleware rather than an exception handler for `Exception`: Starlette
-    re-raises after such a handler, and the server then drops the connection."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        response_started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            response_started = response_started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except Exception as error:
-            if isinstance(error, EXPECTED_FAILURES):
-                logger.warning("%s %s failed: %r", scope["method"], scope["path"], error)
-            else:
-                logger.exception("%s %s failed: %r", scope["method"], scope["path"], error)
-            if response_started:
-                raise
-            response = JSONResponse(
-                status_code=500, content=ErrorMessage(message=failure_message(scope)).model_dump()
-            )
-            await response(scope, receive, send)
 
 
 class AsciiJSONResponse(JSONResponse):

@@ -6,11 +6,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 
-from app.body_limit import BodySizeLimitMiddleware
 from app.docs import install_docs
-from app.errors import InternalErrorMiddleware, validation_error_handler
+from app.errors import validation_error_handler
+from app.middleware import BodySizeLimitMiddleware, InternalErrorMiddleware, TelemetryMiddleware
 from app.routes import api_router
-from app.telemetry import TelemetryMiddleware
 from app.voids import PendingVoids
 from core.config import settings
 from core.logs import configure_logging

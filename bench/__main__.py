@@ -14,8 +14,9 @@ from typing import Any
 
 from bench import cpu, load, report, systems
 from bench.config import bench_settings
-from core.config import Settings, StateStoreKind, settings
+from core.config import Settings, settings
 from devstack import binaries
+from devstack.config import StateStoreKind
 from devstack.processes import say
 from placer.stock_exchange import ExchangeLedger
 

@@ -8,14 +8,25 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from devstack import binaries
-from tests.factories import limit_order_body
 
 WRK_SCRIPT = Path(__file__).parent / "order.lua"
+
+
+def order_body(quantity: int = 10) -> dict[str, Any]:
+    """The limit order that bench/order.lua sends, with a quantity of choice."""
+    return {
+        "type": "limit",
+        "side": "buy",
+        "instrument": "US0378331005",
+        "limit_price": 101.25,
+        "quantity": quantity,
+    }
 
 
 @dataclass
@@ -65,7 +76,7 @@ async def post_orders(url: str, count: int, rate_per_second: float | None) -> di
         async def send(quantity: int) -> None:
             async with slots:
                 try:
-                    body = limit_order_body(quantity=quantity)
+                    body = order_body(quantity)
                     response = await client.post("/orders", json=body)
                 except httpx.HTTPError:
                     return  # not created, as far as we know: left out of the figures

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 
-from core.config import PROJECT_ROOT, Environment, StateStoreKind, settings
+from core.config import PROJECT_ROOT, Environment, settings
+from devstack.config import StateStoreKind
 from devstack.processes import STOP_GRACE_SECONDS, ProcessGroup, free_port, wait_until
 from devstack.stack import (
     StackOptions,

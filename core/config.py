@@ -1,4 +1,5 @@
-"""Every setting of both services, read once from the environment (and `.env`)."""
+"""The settings of both apps (the API and the placer), read once from the environment (and
+`.env`). The local stack that `./run` starts has its own: devstack/config.py."""
 
 from decimal import Decimal
 from enum import StrEnum
@@ -19,11 +20,6 @@ class Environment(StrEnum):
 class LogFormat(StrEnum):
     JSON = "json"  # one JSON object per line, for log collectors
     TEXT = "text"  # plain lines, for a terminal
-
-
-class StateStoreKind(StrEnum):
-    REDIS = "redis"
-    POSTGRES = "postgres"
 
 
 class Settings(BaseSettings):
@@ -101,18 +97,6 @@ class Settings(BaseSettings):
     # A JSON file, read on every call when it exists, that overrides the two figures above
     # ({"failure_rate": 1.0, "latency_seconds": 30}): how fault tests break the exchange.
     EXCHANGE_CONTROL_PATH: Path | None = None
-
-    # The local stack (./run and the tests): which state store, and where the stores are.
-    # Without REDIS_HOST / POSTGRES_CONNECTION_STRING, private servers are started on free
-    # loopback ports with their data under DATA_DIR.
-    STATE_STORE_KIND: StateStoreKind = StateStoreKind.REDIS
-    REDIS_HOST: str | None = None
-    REDIS_PASSWORD: str = ""
-    POSTGRES_CONNECTION_STRING: str | None = None
-    DATA_DIR: Path = PROJECT_ROOT / ".data"
-    API_DAPR_HTTP_PORT: int = 3500
-    PLACER_DAPR_HTTP_PORT: int = 3501
-    ALLOW_PACKAGE_INSTALL: bool = True
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from core.domain import Decision, Order, OrderEvent, OrderEventKind
-from core.sidecar import DaprSidecar, SidecarError
+from core.sidecar import SidecarError, StateApi
 
 # Ids of dead-lettered orders still waiting for a re-drive, as one JSON list.
 DEAD_LETTER_INDEX_KEY = "dead-letter-index"
@@ -45,7 +45,7 @@ def idempotency_key(client_key: str) -> str:
 
 
 class OrderRepository:
-    def __init__(self, sidecar: DaprSidecar, store: str) -> None:
+    def __init__(self, sidecar: StateApi, store: str) -> None:
         self._sidecar = sidecar
         self._store = store
 

@@ -12,7 +12,7 @@ import asyncio
 import json
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -26,6 +26,45 @@ class SidecarError(Exception):
 
 class EtagMismatchError(SidecarError):
     """A conditional write lost against a concurrent one."""
+
+
+class StateApi(Protocol):
+    """The sidecar's state API (and its publishing), as the repository, the outbox release and
+    the re-drive use it: DaprSidecar below, or an in-memory fake in the unit tests."""
+
+    async def get_state(
+        self, store: str, key: str, *, timeout_seconds: float | None = None
+    ) -> tuple[bytes | None, str | None]: ...
+
+    async def get_bulk_state(self, store: str, keys: list[str]) -> dict[str, Any]: ...
+
+    async def save_state(
+        self,
+        store: str,
+        key: str,
+        value: Any,
+        *,
+        etag: str | None = None,
+        first_write: bool = False,
+        ttl_seconds: int | None = None,
+        timeout_seconds: float | None = None,
+    ) -> None: ...
+
+    async def save_states(
+        self, store: str, values: dict[str, Any], *, first_write: bool = False
+    ) -> None: ...
+
+    async def save_in_transaction(
+        self, store: str, values: dict[str, Any], *, ttl_seconds: int
+    ) -> None: ...
+
+    async def execute_transaction(
+        self, store: str, operations: list[dict[str, Any]], *, timeout_seconds: float | None = None
+    ) -> None: ...
+
+    async def delete_state(self, store: str, key: str) -> None: ...
+
+    async def publish(self, pubsub: str, topic: str, data: Any) -> None: ...
 
 
 # Calls in flight at once. All their connections stay open: a burst (the backlog after a store

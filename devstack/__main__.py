@@ -7,8 +7,9 @@ import sys
 import time
 from types import FrameType
 
-from core.config import StateStoreKind, settings
+from core.config import settings
 from devstack import binaries
+from devstack.config import StateStoreKind, devstack_settings
 from devstack.processes import ProcessGroup, StartupError, free_port, say
 from devstack.stack import (
     AppPorts,
@@ -27,20 +28,20 @@ def _stop_on_signal(signum: int, _frame: FrameType | None) -> None:
 
 
 def start_stores(group: ProcessGroup) -> StoreEndpoints:
-    redis_host = settings.REDIS_HOST
+    redis_host = devstack_settings.REDIS_HOST
     if redis_host is None:
         say("Starting a private Redis (data in DATA_DIR/redis)")
-        redis_host = start_redis(group, settings.DATA_DIR / "redis", free_port()).address
-    postgres = settings.POSTGRES_CONNECTION_STRING or ""
-    if settings.STATE_STORE_KIND is StateStoreKind.POSTGRES and not postgres:
+        redis_host = start_redis(group, devstack_settings.DATA_DIR / "redis", free_port()).address
+    postgres = devstack_settings.POSTGRES_CONNECTION_STRING or ""
+    if devstack_settings.STATE_STORE_KIND is StateStoreKind.POSTGRES and not postgres:
         say("Starting a private PostgreSQL (data in DATA_DIR/postgres)")
-        server = start_postgres(group, settings.DATA_DIR / "postgres", free_port())
+        server = start_postgres(group, devstack_settings.DATA_DIR / "postgres", free_port())
         postgres = server.connection_string
-    return StoreEndpoints(redis_host, settings.REDIS_PASSWORD, postgres)
+    return StoreEndpoints(redis_host, devstack_settings.REDIS_PASSWORD, postgres)
 
 
 def up() -> int:
-    log_dir = settings.DATA_DIR / "logs"
+    log_dir = devstack_settings.DATA_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop_on_signal)
     log_format = apps_log_format(
@@ -52,15 +53,15 @@ def up() -> int:
         try:
             options = StackOptions(
                 stores=start_stores(group),
-                resources=resources_dirs(settings.STATE_STORE_KIND),
+                resources=resources_dirs(devstack_settings.STATE_STORE_KIND),
                 api=AppPorts(
                     app=settings.API_PORT,
-                    dapr_http=settings.API_DAPR_HTTP_PORT,
+                    dapr_http=devstack_settings.API_DAPR_HTTP_PORT,
                     metrics=settings.API_METRICS_PORT,
                 ),
                 placer=AppPorts(
                     app=settings.PLACER_PORT,
-                    dapr_http=settings.PLACER_DAPR_HTTP_PORT,
+                    dapr_http=devstack_settings.PLACER_DAPR_HTTP_PORT,
                     metrics=settings.PLACER_METRICS_PORT,
                     callback=settings.PLACER_GRPC_PORT,
                 ),
@@ -73,7 +74,7 @@ def up() -> int:
                 echo=True,
             )
             say(f"Starting the placer and the API ({settings.ENVIRONMENT.value}, "
-                f"{settings.STATE_STORE_KIND.value} state store)")  # fmt: skip
+                f"{devstack_settings.STATE_STORE_KIND.value} state store)")  # fmt: skip
             start_stack(group, options)
             say(f"Order service ready: http://{settings.API_HOST}:{settings.API_PORT}/docs "
                 f"(logs in {log_dir}; Ctrl-C stops everything)")  # fmt: skip
@@ -110,7 +111,9 @@ def prepare() -> int:
 
 def redrive() -> int:
     """Re-drives through the placer's sidecar of a running `./run`."""
-    asyncio.run(redrive_orders(f"http://{settings.DAPR_HOST}:{settings.PLACER_DAPR_HTTP_PORT}"))
+    asyncio.run(
+        redrive_orders(f"http://{settings.DAPR_HOST}:{devstack_settings.PLACER_DAPR_HTTP_PORT}")
+    )
     return 0
 
 

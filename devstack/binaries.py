@@ -12,7 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.config import PROJECT_ROOT, settings
+from core.config import PROJECT_ROOT
+from devstack.config import devstack_settings
 from devstack.processes import say
 
 DAPRD_MODULE = PROJECT_ROOT / "daprd"
@@ -28,7 +29,7 @@ class MissingToolError(RuntimeError):
 def daprd() -> Path:
     """daprd from DAPRD_PATH, PATH or ~/.dapr/bin, else our own build of the pinned runtime."""
     for candidate in (
-        os.environ.get("DAPRD_PATH"),
+        devstack_settings.DAPRD_PATH,
         shutil.which("daprd"),
         Path.home() / ".dapr" / "bin" / "daprd",
     ):
@@ -149,7 +150,7 @@ def _program(name: str, *, debian_package: str) -> Path:
 
 
 def _apt_install(package: str) -> None:
-    if not settings.ALLOW_PACKAGE_INSTALL:
+    if not devstack_settings.ALLOW_PACKAGE_INSTALL:
         raise MissingToolError(f"{package} is missing and ALLOW_PACKAGE_INSTALL is not true")
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         raise MissingToolError(

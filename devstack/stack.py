@@ -5,8 +5,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.config import PROJECT_ROOT, Environment, LogFormat, StateStoreKind
+from core.config import PROJECT_ROOT, Environment, LogFormat
 from devstack import binaries
+from devstack.config import StateStoreKind
 from devstack.processes import (
     ManagedProcess,
     ProcessGroup,

@@ -1,13 +1,13 @@
-"""The placer, run by `python -m placer` (placer/__main__.py). Its sidecar delivers orders to
-the gRPC callback server it starts (placer/callbacks.py, on PLACER_GRPC_PORT); this HTTP app
-serves its health."""
+"""The placer's ASGI application, run by `python -m placer` (placer/__main__.py). Its sidecar
+delivers orders to the gRPC callback server it starts (placer/callbacks.py, on
+PLACER_GRPC_PORT); this HTTP app serves its health."""
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response, status
-from pydantic import BaseModel
+from fastapi import FastAPI
 
+from core import health
 from core.config import settings
 from core.logs import configure_logging
 from core.repository import OrderRepository
@@ -18,9 +18,7 @@ from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
 from placer.stock_exchange import place_order
 
-
-class Health(BaseModel):
-    status: str
+SERVICE_NAME = "order-placer"
 
 
 @asynccontextmanager
@@ -45,29 +43,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     await server.stop(STOP_GRACE_SECONDS)
     await sidecar.aclose()
-    tracer_provider.shutdown()  # exports the last spans
+    app.state.tracer_provider.shutdown()  # exports the last spans
 
 
-SERVICE_NAME = "order-placer"
-configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
-tracer_provider = configure_tracing(SERVICE_NAME)
-# Health probes only: no spans or FastAPI metrics for them (the deliveries have theirs).
-app = FastAPI(
-    title="Order placer",
-    lifespan=lifespan,
-    telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
-)
+def create_app() -> FastAPI:
+    configure_logging(settings.LOG_LEVEL, settings.LOG_FORMAT)
+    tracer_provider = configure_tracing(SERVICE_NAME)
+    app = FastAPI(
+        title="Order placer",
+        summary="Places the accepted orders on the exchange, as its sidecar delivers them.",
+        version="0.1.0",
+        lifespan=lifespan,
+        # Health probes only: no spans or FastAPI metrics for them (the deliveries have theirs).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
+    app.include_router(health.router)
+    app.state.tracer_provider = tracer_provider
+    return app
 
 
-@app.get("/health/live", tags=["health"])
-async def live() -> Health:
-    return Health(status="ok")
-
-
-@app.get("/health/ready", tags=["health"])
-async def ready(request: Request, response: Response) -> Health:
-    sidecar: DaprSidecar = request.app.state.sidecar
-    if await sidecar.is_ready(settings.READINESS_TIMEOUT_SECONDS):
-        return Health(status="ok")
-    response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Health(status="dapr sidecar not ready")
+app = create_app()

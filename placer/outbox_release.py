@@ -26,7 +26,7 @@ import anyio
 
 from core.domain import Decision, Order
 from core.repository import OrderRepository
-from core.sidecar import DaprSidecar, SidecarError
+from core.sidecar import SidecarError, StateApi
 from placer.placement import Delivery, order_from_event
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class OutboxRelease:
     def __init__(
         self,
         orders: OrderRepository,
-        sidecar: DaprSidecar,
+        sidecar: StateApi,
         marker_store: str,
         *,
         answer_deadline_seconds: float,

@@ -12,12 +12,12 @@ from core.config import settings
 from core.domain import OrderEvent, OrderEventKind, OrderStatus
 from core.logs import configure_logging
 from core.repository import OrderRepository
-from core.sidecar import DaprSidecar
+from core.sidecar import DaprSidecar, StateApi
 
 logger = logging.getLogger("placer.redrive")
 
 
-async def redrive(sidecar: DaprSidecar, orders: OrderRepository) -> int:
+async def redrive(sidecar: StateApi, orders: OrderRepository) -> int:
     """Re-publishes every dead-lettered order; returns how many."""
     redriven = 0
     for order_id in await orders.dead_lettered_ids():

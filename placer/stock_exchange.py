@@ -1,10 +1,12 @@
-"""Our stand-in for the stock exchange.
+"""The stock exchange stand-in: a simulation that the placer calls in place of a real
+exchange (this service connects to none).
 
-Like the real one it is slow (EXCHANGE_LATENCY_SECONDS, 0.5 s by default) and fails some calls
-(EXCHANGE_FAILURE_RATE, 10% by default). Like a real exchange it takes a client order id and
-ignores an id it has already accepted, so a repeated call never places an order twice.
-Accepted ids are kept in a ledger (SQLite, shared by every placer process on the machine),
-which tests read to check that each order reached the exchange exactly once.
+`place_order` behaves like the exchange of the challenge: it is slow (EXCHANGE_LATENCY_SECONDS,
+0.5 s by default) and fails some calls (EXCHANGE_FAILURE_RATE, 10% by default). Like a real
+exchange it takes a client order id and ignores an id it has already accepted, so a repeated
+call never places an order twice. The stand-in keeps the ids it accepted in a ledger (SQLite,
+shared by every placer process on the machine), which tests read to check that each order
+reached it exactly once.
 """
 
 import json
@@ -27,6 +29,8 @@ class OrderPlacementError(Exception):
 
 
 class ExchangeLedger:
+    """The client order ids the stand-in accepted: what a test compares with the orders."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,14 +82,16 @@ def ledger() -> ExchangeLedger:
     return _ledger
 
 
-class ExchangeBehaviour(BaseModel):
+class StandInBehaviour(BaseModel):
+    """How slow the stand-in is, and how often it fails."""
+
     latency_seconds: float = Field(ge=0)
     failure_rate: float = Field(ge=0, le=1)
 
 
-def behaviour() -> ExchangeBehaviour:
+def stand_in_behaviour() -> StandInBehaviour:
     """The configured latency and failure rate, or those of the control file when present."""
-    configured = ExchangeBehaviour(
+    configured = StandInBehaviour(
         latency_seconds=settings.EXCHANGE_LATENCY_SECONDS,
         failure_rate=settings.EXCHANGE_FAILURE_RATE,
     )
@@ -93,14 +99,14 @@ def behaviour() -> ExchangeBehaviour:
     if control is None or not control.exists():
         return configured
     overrides = json.loads(control.read_text() or "{}")
-    return ExchangeBehaviour.model_validate({**configured.model_dump(), **overrides})
+    return StandInBehaviour.model_validate({**configured.model_dump(), **overrides})
 
 
 def place_order(order: Order) -> None:
-    """Places `order` with its id as the client order id. Blocks for the exchange's latency;
-    raises OrderPlacementError when the exchange fails."""
-    now = behaviour()
+    """Places `order` on the stand-in, with its id as the client order id. Blocks for the
+    configured latency; raises OrderPlacementError for the configured share of calls."""
+    now = stand_in_behaviour()
     time.sleep(now.latency_seconds)
     if random.random() < now.failure_rate:  # noqa: S311 - simulation, not crypto
-        raise OrderPlacementError(f"the exchange did not accept order {order.id}")
+        raise OrderPlacementError(f"the exchange stand-in failed order {order.id}")
     ledger().accept(order)

@@ -7,11 +7,11 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, s
 from fastapi.exceptions import RequestValidationError
 from opentelemetry import trace
 
+from app.acceptance import IdempotencyKeyReusedError, accept_order
 from app.auth import require_api_key
 from app.deps import OrderRepositoryDep, PendingVoidsDep
 from app.errors import ErrorMessage
-from app.ordering import IdempotencyKeyReusedError, accept_order
-from app.telemetry import ORDERS_ACCEPTED
+from app.metrics import ORDERS_ACCEPTED
 from core.config import settings
 from core.domain import Order, OrderEvent, OrderRequest
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core.config import StateStoreKind
+from devstack.config import StateStoreKind
 from devstack.processes import ProcessGroup
 from placer.stock_exchange import ExchangeLedger
 from tests.chart.rendering import of_kind, render

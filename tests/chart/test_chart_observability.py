@@ -9,7 +9,7 @@ import promql_parser
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-import app.telemetry
+import app.metrics
 import placer.metrics
 from tests.chart.rendering import PROFILES, of_kind, prometheus_operator_crd_schemas, render
 
@@ -30,7 +30,7 @@ SAMPLE_SUFFIXES = {
 
 def served_metric_names() -> set[str]:
     """Every sample name the apps' metrics produce (counters' _total, histograms' _bucket...)."""
-    values = [*vars(app.telemetry).values(), *vars(placer.metrics).values()]
+    values = [*vars(app.metrics).values(), *vars(placer.metrics).values()]
     metrics = [value for value in values if isinstance(value, MetricWrapperBase)]
     assert len(metrics) >= 9
     return {

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import yaml
 
-from core.config import Environment, StateStoreKind
+from core.config import Environment
+from devstack.config import StateStoreKind
 from devstack.processes import ManagedProcess, ProcessGroup
 from devstack.stack import (
     COMPONENTS_DIR,

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from core.config import PROJECT_ROOT, StateStoreKind
+from core.config import PROJECT_ROOT
+from devstack.config import StateStoreKind
 from tests.faults.harness import CaseReport, FaultStack, drive, fault_stack, kill, report
 
 pytestmark = pytest.mark.faults

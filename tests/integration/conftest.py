@@ -2,7 +2,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core.config import StateStoreKind
+from devstack.config import StateStoreKind
 from tests.integration.stack_fixtures import RunningStack, running_stack
 
 

@@ -14,7 +14,7 @@ import psycopg
 import redis
 import yaml
 
-from core.config import StateStoreKind
+from devstack.config import StateStoreKind
 from devstack.processes import ProcessGroup, free_port
 from devstack.stack import COMPONENTS_DIR, Stack, StackOptions, StoreEndpoints, start_stack
 from devstack.stores import PostgresServer, RedisServer, start_postgres, start_redis

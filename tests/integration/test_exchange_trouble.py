@@ -7,7 +7,8 @@ from pathlib import Path
 
 import httpx
 
-from core.config import PROJECT_ROOT, StateStoreKind
+from core.config import PROJECT_ROOT
+from devstack.config import StateStoreKind
 from devstack.processes import ProcessGroup
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body, market_order_body

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.config import StateStoreKind, settings
+from core.config import settings
 from core.repository import OrderRepository
 from core.sidecar import DaprSidecar, SidecarError
+from devstack.config import StateStoreKind
 from tests.factories import limit_order_body
 from tests.integration.stack_fixtures import RunningStack, running_stack
 

@@ -11,7 +11,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from core.config import StateStoreKind
+from devstack.config import StateStoreKind
 from tests.integration.stack_fixtures import RunningStack, running_stack
 
 EXAMPLES_PER_OPERATION = 60

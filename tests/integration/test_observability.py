@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from core.config import StateStoreKind
+from devstack.config import StateStoreKind
 from devstack.processes import free_port
 from devstack.stack import COMPONENTS_DIR
 from tests.factories import limit_order_body, market_order_body

@@ -7,9 +7,10 @@ import httpx
 import pytest
 import redis
 
-from core.config import StateStoreKind, settings
+from core.config import settings
 from core.domain import Order, OrderRequest
 from core.repository import OUTBOX_PROJECTION_METADATA, decision_key, order_key
+from devstack.config import StateStoreKind
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import market_order_body
 from tests.integration.stack_fixtures import RunningStack

@@ -9,7 +9,8 @@ import pytest
 from dapr.proto.runtime.v1 import appcallback_pb2 as callback
 from dapr.proto.runtime.v1 import appcallback_pb2_grpc as callback_grpc
 
-from core.config import StateStoreKind, settings
+from core.config import settings
+from devstack.config import StateStoreKind
 from tests.factories import market_order_body
 from tests.integration.stack_fixtures import RunningStack, running_stack
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from core.config import PROJECT_ROOT, StateStoreKind
+from core.config import PROJECT_ROOT
+from devstack.config import StateStoreKind
 from placer.stock_exchange import ExchangeLedger
 from tests.faults.harness import (
     CLIENT_TIMEOUT_SECONDS,

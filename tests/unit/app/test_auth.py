@@ -6,7 +6,7 @@ from pydantic import SecretStr
 
 from core.config import Settings, settings
 from tests.factories import market_order_body
-from tests.unit.fakes import MemoryOrders
+from tests.unit.fakes import STORE, MemorySidecar
 
 
 @pytest.fixture
@@ -21,14 +21,14 @@ def test_without_api_keys_configured_no_key_is_needed(client: TestClient) -> Non
 @pytest.mark.usefixtures("keys_on")
 @pytest.mark.parametrize("sent", [None, "", "wrong-key", "first-key, second-key"])
 def test_a_missing_or_wrong_key_is_401_and_nothing_is_stored(
-    client: TestClient, orders: MemoryOrders, sent: str | None
+    client: TestClient, sidecar: MemorySidecar, sent: str | None
 ) -> None:
     headers = {} if sent is None else {"X-API-Key": sent}
     response = client.post("/orders", json=market_order_body(), headers=headers)
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == "ApiKey"
     assert "X-API-Key" in response.json()["detail"]
-    assert orders.saved == {}
+    assert sidecar.stores[STORE] == {}
 
 
 @pytest.mark.usefixtures("keys_on")
@@ -41,7 +41,7 @@ def test_each_configured_key_is_accepted(client: TestClient, key: str) -> None:
 
 
 @pytest.mark.usefixtures("keys_on")
-def test_reading_orders_needs_a_key_too(client: TestClient, orders: MemoryOrders) -> None:
+def test_reading_orders_needs_a_key_too(client: TestClient) -> None:
     created = client.post("/orders", json=market_order_body(), headers={"X-API-Key": "first-key"})
     order_id = created.json()["id"]
     assert client.get(f"/orders/{order_id}").status_code == 401

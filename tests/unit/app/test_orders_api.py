@@ -1,4 +1,4 @@
-"""The API's HTTP contract, with a fake repository in place of the sidecar."""
+"""The API's HTTP contract, over the sidecar's state API in memory."""
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -6,26 +6,17 @@ from datetime import datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from app.deps import get_sidecar
-from app.main import app
 from core.config import settings
+from core.repository import order_key
 from core.sidecar import SidecarError
 from tests.factories import accepted_order, limit_order_body, market_order_body
-from tests.unit.fakes import MemoryOrders
+from tests.unit.fakes import STORE, MemorySidecar, store_order
 
 PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
 
 
-class FakeSidecar:
-    def __init__(self, ready: bool) -> None:
-        self.ready = ready
-
-    async def is_ready(self, timeout_seconds: float) -> bool:
-        return self.ready
-
-
 def test_created_order_has_id_time_status_and_every_field_sent(
-    client: TestClient, orders: MemoryOrders
+    client: TestClient, sidecar: MemorySidecar
 ) -> None:
     body = limit_order_body()
     response = client.post("/orders", json=body)
@@ -34,7 +25,7 @@ def test_created_order_has_id_time_status_and_every_field_sent(
     assert {key: created[key] for key in body} == body
     assert created["status"] == "accepted"
     assert datetime.fromisoformat(created["created_at"]).utcoffset() == timedelta(0)
-    assert orders.saved[created["id"]].model_dump(mode="json") == created
+    assert sidecar.value(order_key(created["id"])) == created
 
 
 def test_market_order_is_created_without_limit_price(client: TestClient) -> None:
@@ -44,14 +35,14 @@ def test_market_order_is_created_without_limit_price(client: TestClient) -> None
 
 
 def test_invalid_order_is_422_with_the_reason_and_nothing_is_stored(
-    client: TestClient, orders: MemoryOrders
+    client: TestClient, sidecar: MemorySidecar
 ) -> None:
     response = client.post("/orders", json=market_order_body(limit_price=10))
     assert response.status_code == 422
     [error] = response.json()["detail"]
     assert error["loc"] == ["body", "limit_price"]
     assert "must not be set for market orders" in error["msg"]
-    assert orders.saved == {}
+    assert sidecar.stores[STORE] == {}
 
 
 @pytest.mark.parametrize(
@@ -68,11 +59,13 @@ def test_malformed_body_is_422(client: TestClient, content: bytes, content_type:
     assert response.status_code == 422
 
 
-def test_oversized_body_is_413_before_validation(client: TestClient, orders: MemoryOrders) -> None:
+def test_oversized_body_is_413_before_validation(
+    client: TestClient, sidecar: MemorySidecar
+) -> None:
     body = limit_order_body(padding="x" * settings.MAX_BODY_BYTES)
     response = client.post("/orders", json=body)
     assert response.status_code == 413
-    assert orders.saved == {}
+    assert sidecar.stores[STORE] == {}
 
 
 def test_oversized_chunked_body_is_413(client: TestClient) -> None:
@@ -90,18 +83,18 @@ def test_oversized_chunked_body_is_413(client: TestClient) -> None:
     "failure", [SidecarError("sidecar gone"), RuntimeError("a bug"), TimeoutError()]
 )
 def test_any_failure_after_validation_is_500_with_the_fixed_message(
-    client: TestClient, orders: MemoryOrders, failure: Exception
+    client: TestClient, sidecar: MemorySidecar, failure: Exception
 ) -> None:
-    orders.failure = failure
+    sidecar.failure = failure
     response = client.post("/orders", json=limit_order_body())
     assert response.status_code == 500
     assert response.json() == PLACEMENT_FAILED
     assert "sidecar gone" not in response.text
 
 
-def test_read_order_returns_it_with_its_status(client: TestClient, orders: MemoryOrders) -> None:
+def test_read_order_returns_it_with_its_status(client: TestClient, sidecar: MemorySidecar) -> None:
     order = accepted_order()
-    orders.saved[order.id] = order
+    store_order(sidecar, order)
     response = client.get(f"/orders/{order.id}")
     assert response.status_code == 200
     assert response.json() == order.model_dump(mode="json")
@@ -116,18 +109,11 @@ def test_malformed_order_id_is_422(client: TestClient) -> None:
     assert client.get("/orders/NOT_AN_ID").status_code == 422
 
 
-def test_failed_read_is_500_without_the_cause(client: TestClient, orders: MemoryOrders) -> None:
-    orders.failure = SidecarError("store down at 10.0.0.1")
+def test_failed_read_is_500_without_the_cause(client: TestClient, sidecar: MemorySidecar) -> None:
+    sidecar.failure = SidecarError("store down at 10.0.0.1")
     response = client.get("/orders/0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11")
     assert response.status_code == 500
     assert "10.0.0.1" not in response.text
-
-
-@pytest.mark.parametrize(("ready", "code"), [(True, 200), (False, 503)])
-def test_readiness_follows_the_sidecar(client: TestClient, ready: bool, code: int) -> None:
-    app.dependency_overrides[get_sidecar] = lambda: FakeSidecar(ready)
-    assert client.get("/health/ready").status_code == code
-    assert client.get("/health/live").status_code == 200
 
 
 def test_openapi_documents_the_order_contract(client: TestClient) -> None:
@@ -138,14 +124,16 @@ def test_openapi_documents_the_order_contract(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
 
 
-def test_idempotency_key_replays_the_first_order(client: TestClient, orders: MemoryOrders) -> None:
+def test_idempotency_key_replays_the_first_order(
+    client: TestClient, sidecar: MemorySidecar
+) -> None:
     headers = {"Idempotency-Key": "abc"}
     first = client.post("/orders", json=limit_order_body(), headers=headers)
     again = client.post("/orders", json=limit_order_body(), headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"
-    assert len(orders.saved) == 1
+    assert len(sidecar.calls_to("execute_transaction")) == 1
 
 
 def test_idempotency_key_reused_for_another_order_is_422(client: TestClient) -> None:

@@ -1,18 +1,28 @@
-"""Settings: one place, every variable documented in .env.example."""
+"""Settings: the apps' in core/config.py, the local stack's in devstack/config.py, every
+variable documented in .env.example."""
 
 import re
 
 import pytest
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
 from core.config import PROJECT_ROOT, Environment, Settings
+from devstack.config import DevstackSettings
+
+
+def names(settings_class: type[BaseSettings]) -> set[str]:
+    return {field.alias or name for name, field in settings_class.model_fields.items()}
 
 
 def test_every_setting_is_documented_in_env_example_and_nothing_else() -> None:
     text = (PROJECT_ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", text, re.MULTILINE))
-    settings_names = {field.alias or name for name, field in Settings.model_fields.items()}
-    assert documented == settings_names
+    assert documented == names(Settings) | names(DevstackSettings)
+
+
+def test_the_apps_and_the_local_stack_read_no_setting_in_common() -> None:
+    assert names(Settings) & names(DevstackSettings) == set()
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,6 @@ from dapr.proto.runtime.v1 import appcallback_pb2_grpc as callback_grpc
 from google.protobuf import empty_pb2
 
 from core.config import settings
-from core.repository import OrderRepository
-from core.sidecar import DaprSidecar
 from devstack.processes import free_port
 from placer.callbacks import (
     OUTBOX_BATCH_SIZE,
@@ -22,6 +20,7 @@ from placer.callbacks import (
 )
 from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
+from tests.unit.fakes import MemorySidecar, repository
 
 pytestmark = pytest.mark.anyio
 TOKEN = "app-token"
@@ -34,9 +33,9 @@ def _unreachable_exchange(order: object) -> None:
 
 @pytest.fixture
 async def stub() -> AsyncIterator[callback_grpc.AppCallbackStub]:
-    # Nothing here reaches the sidecar: the events below are no orders.
-    sidecar = DaprSidecar("http://127.0.0.1:9", api_token=None, timeout_seconds=1)
-    orders = OrderRepository(sidecar, settings.PLACER_STATE_STORE)
+    # Nothing here reaches the store: the events below are no orders.
+    sidecar = MemorySidecar()
+    orders = repository(sidecar)
     placer = Placer(orders, _unreachable_exchange, 1, answer_deadline_seconds=3)
     release = OutboxRelease(orders, sidecar, "markers", answer_deadline_seconds=3)
     port = free_port()
@@ -44,7 +43,7 @@ async def stub() -> AsyncIterator[callback_grpc.AppCallbackStub]:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield callback_grpc.AppCallbackStub(channel)
     await server.stop(0)
-    await sidecar.aclose()
+    assert sidecar.calls == []
 
 
 async def test_orders_have_a_dead_letter_topic_with_its_own_subscription(

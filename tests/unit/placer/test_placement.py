@@ -1,4 +1,5 @@
-"""What the placer answers its sidecar, with fakes for the store and the exchange."""
+"""What the placer answers its sidecar: the real repository over the sidecar's state API in
+memory, and a fake exchange."""
 
 import asyncio
 from datetime import UTC, datetime, timedelta
@@ -6,47 +7,43 @@ from typing import Any
 
 import pytest
 
-from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
+from core.domain import Decision, Order, OrderEventKind, OrderStatus
+from core.repository import DEAD_LETTER_INDEX_KEY, events_key
 from core.sidecar import SidecarError
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
 from placer.stock_exchange import OrderPlacementError
 from tests.factories import accepted_order
 from tests.telemetry import registry_value
+from tests.unit.fakes import (
+    MemorySidecar,
+    decide,
+    decision_of,
+    repository,
+    store_order,
+    stored_order,
+)
 
 
-class FakeOrders:
-    def __init__(self, *orders: Order) -> None:
-        self.saved = {order.id: order for order in orders}
-        self.dead_lettered: list[str] = []
-        self.events: dict[str, list[OrderEventKind]] = {}
-        self.decisions: dict[str, Decision] = {}
-        self.failure: Exception | None = None
+def as_stored(sidecar: MemorySidecar, order: Order) -> Order:
+    stored = stored_order(sidecar, order.id)
+    assert stored is not None
+    return stored
 
-    async def get(self, order_id: str) -> Order | None:
-        if self.failure:
-            raise self.failure
-        return self.saved.get(order_id)
 
-    async def get_for_placement(self, order_id: str) -> tuple[Order | None, Decision | None]:
-        return await self.get(order_id), self.decisions.get(order_id)
+def recorded(sidecar: MemorySidecar, order: Order) -> list[OrderEventKind]:
+    """The kinds of the events recorded for the order, oldest first."""
+    return [OrderEventKind(event["kind"]) for event in sidecar.value(events_key(order.id)) or []]
 
-    async def decide(self, order_id: str, decision: Decision) -> Decision:
-        if self.failure:
-            raise self.failure
-        return self.decisions.setdefault(order_id, decision)
 
-    async def save(self, order: Order) -> None:
-        if self.failure:
-            raise self.failure
-        self.saved[order.id] = order
+def dead_lettered(sidecar: MemorySidecar) -> list[str]:
+    return list(sidecar.value(DEAD_LETTER_INDEX_KEY) or [])
 
-    async def add_dead_lettered(self, order_id: str) -> None:
-        self.dead_lettered.append(order_id)
 
-    async def record_event(self, order_id: str, event: OrderEvent) -> None:
-        if self.failure:
-            raise self.failure
-        self.events.setdefault(order_id, []).append(event.kind)
+def holding(*orders: Order) -> MemorySidecar:
+    sidecar = MemorySidecar()
+    for order in orders:
+        store_order(sidecar, order)
+    return sidecar
 
 
 class FakeExchange:
@@ -68,9 +65,9 @@ def event_for(order: Order) -> dict[str, Any]:
 ANSWER_DEADLINE_SECONDS = 3.0
 
 
-def placer(orders: FakeOrders, exchange: FakeExchange, grace_seconds: float = 0.2) -> Placer:
+def placer(sidecar: MemorySidecar, exchange: FakeExchange, grace_seconds: float = 0.2) -> Placer:
     return Placer(
-        orders,  # type: ignore[arg-type]
+        repository(sidecar),
         exchange,
         concurrency=2,
         answer_deadline_seconds=ANSWER_DEADLINE_SECONDS,
@@ -87,39 +84,39 @@ def late_order() -> Order:
 @pytest.mark.anyio
 async def test_accepted_order_is_placed_and_marked_placed() -> None:
     order = accepted_order()
-    orders, exchange = FakeOrders(order), FakeExchange()
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    sidecar, exchange = holding(order), FakeExchange()
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id]
-    assert orders.saved[order.id].status is OrderStatus.PLACED
-    assert orders.events[order.id] == [OrderEventKind.PLACED]
-    assert orders.decisions[order.id] is Decision.PLACE  # claimed: a void now loses
+    assert as_stored(sidecar, order).status is OrderStatus.PLACED
+    assert recorded(sidecar, order) == [OrderEventKind.PLACED]
+    assert decision_of(sidecar, order.id) is Decision.PLACE  # claimed: a void now loses
 
 
 @pytest.mark.anyio
 async def test_exchange_failure_asks_for_a_retry_and_keeps_the_order_accepted() -> None:
     order = accepted_order()
-    orders, exchange = FakeOrders(order), FakeExchange(failures=1)
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.RETRY
-    assert orders.saved[order.id].status is OrderStatus.ACCEPTED
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    sidecar, exchange = holding(order), FakeExchange(failures=1)
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.RETRY
+    assert as_stored(sidecar, order).status is OrderStatus.ACCEPTED
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id, order.id]
-    assert orders.events[order.id] == [OrderEventKind.ATTEMPT_FAILED, OrderEventKind.PLACED]
+    assert recorded(sidecar, order) == [OrderEventKind.ATTEMPT_FAILED, OrderEventKind.PLACED]
 
 
 @pytest.mark.anyio
 async def test_repeated_delivery_of_a_placed_order_does_not_reach_the_exchange() -> None:
     order = accepted_order().model_copy(update={"status": OrderStatus.PLACED})
-    orders, exchange = FakeOrders(order), FakeExchange()
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    sidecar, exchange = holding(order), FakeExchange()
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == []
 
 
 @pytest.mark.anyio
 async def test_unreadable_store_asks_for_a_retry_before_calling_the_exchange() -> None:
     order = accepted_order()
-    orders, exchange = FakeOrders(order), FakeExchange()
-    orders.failure = SidecarError("store down")
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.RETRY
+    sidecar, exchange = holding(order), FakeExchange()
+    sidecar.failure = SidecarError("store down")
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.RETRY
     assert exchange.calls == []
 
 
@@ -129,82 +126,84 @@ async def test_unreadable_store_asks_for_a_retry_before_calling_the_exchange() -
 )
 async def test_poison_message_is_dropped_to_the_dead_letter_topic(event: dict[str, Any]) -> None:
     exchange = FakeExchange()
-    assert await placer(FakeOrders(), exchange).place(event) is Delivery.DROP
+    assert await placer(MemorySidecar(), exchange).place(event) is Delivery.DROP
     assert exchange.calls == []
 
 
 @pytest.mark.anyio
 async def test_order_missing_from_the_store_is_dropped() -> None:
     exchange = FakeExchange()
-    assert await placer(FakeOrders(), exchange).place(event_for(accepted_order())) is Delivery.DROP
+    assert (
+        await placer(MemorySidecar(), exchange).place(event_for(accepted_order())) is Delivery.DROP
+    )
     assert exchange.calls == []
 
 
 @pytest.mark.anyio
 async def test_dead_lettered_order_is_marked_failed_and_listed_for_redrive() -> None:
     order = accepted_order()
-    orders = FakeOrders(order)
-    assert await placer(orders, FakeExchange()).dead_letter(event_for(order)) is Delivery.SUCCESS
-    assert orders.saved[order.id].status is OrderStatus.FAILED
-    assert orders.saved[order.id].failure_reason == DEAD_LETTER_REASON
-    assert orders.dead_lettered == [order.id]
-    assert orders.events[order.id] == [OrderEventKind.DEAD_LETTERED]
+    sidecar = holding(order)
+    assert await placer(sidecar, FakeExchange()).dead_letter(event_for(order)) is Delivery.SUCCESS
+    assert as_stored(sidecar, order).status is OrderStatus.FAILED
+    assert as_stored(sidecar, order).failure_reason == DEAD_LETTER_REASON
+    assert dead_lettered(sidecar) == [order.id]
+    assert recorded(sidecar, order) == [OrderEventKind.DEAD_LETTERED]
 
 
 @pytest.mark.anyio
 async def test_dead_letter_of_a_placed_order_changes_nothing() -> None:
     order = accepted_order().model_copy(update={"status": OrderStatus.PLACED})
-    orders = FakeOrders(order)
-    assert await placer(orders, FakeExchange()).dead_letter(event_for(order)) is Delivery.SUCCESS
-    assert orders.saved[order.id].status is OrderStatus.PLACED
-    assert orders.dead_lettered == []
+    sidecar = holding(order)
+    assert await placer(sidecar, FakeExchange()).dead_letter(event_for(order)) is Delivery.SUCCESS
+    assert as_stored(sidecar, order).status is OrderStatus.PLACED
+    assert dead_lettered(sidecar) == []
 
 
 @pytest.mark.anyio
 async def test_voided_order_is_rejected_and_never_reaches_the_exchange() -> None:
     order = accepted_order()
-    orders, exchange = FakeOrders(order), FakeExchange()
-    orders.decisions[order.id] = Decision.VOID
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    sidecar, exchange = holding(order), FakeExchange()
+    decide(sidecar, order.id, Decision.VOID)
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == []
-    assert orders.saved[order.id].status is OrderStatus.REJECTED
-    assert orders.events[order.id] == [OrderEventKind.REJECTED]
+    assert as_stored(sidecar, order).status is OrderStatus.REJECTED
+    assert recorded(sidecar, order) == [OrderEventKind.REJECTED]
     # A redelivery changes nothing, and a dead letter does not make it re-drivable.
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
-    assert await placer(orders, exchange).dead_letter(event_for(order)) is Delivery.SUCCESS
-    assert orders.dead_lettered == []
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert await placer(sidecar, exchange).dead_letter(event_for(order)) is Delivery.SUCCESS
+    assert dead_lettered(sidecar) == []
     assert exchange.calls == []
 
 
 @pytest.mark.anyio
 async def test_late_order_voided_during_the_grace_period_is_rejected() -> None:
     order = late_order()
-    orders, exchange = FakeOrders(order), FakeExchange()
-    delivery = asyncio.create_task(placer(orders, exchange).place(event_for(order)))
+    sidecar, exchange = holding(order), FakeExchange()
+    delivery = asyncio.create_task(placer(sidecar, exchange).place(event_for(order)))
     await asyncio.sleep(0.05)  # the API's background void lands while the placer waits
     assert not delivery.done()
-    orders.decisions[order.id] = Decision.VOID
+    decide(sidecar, order.id, Decision.VOID)
     assert await delivery is Delivery.SUCCESS
     assert exchange.calls == []
-    assert orders.saved[order.id].status is OrderStatus.REJECTED
+    assert as_stored(sidecar, order).status is OrderStatus.REJECTED
 
 
 @pytest.mark.anyio
 async def test_late_order_is_placed_after_the_grace_period_without_a_void() -> None:
     order = late_order()
-    orders, exchange = FakeOrders(order), FakeExchange()
-    assert await placer(orders, exchange).place(event_for(order)) is Delivery.SUCCESS
+    sidecar, exchange = holding(order), FakeExchange()
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id]
-    assert orders.decisions[order.id] is Decision.PLACE
+    assert decision_of(sidecar, order.id) is Decision.PLACE
 
 
 @pytest.mark.anyio
 async def test_claimed_order_is_placed_on_redelivery_without_waiting_again() -> None:
     order = late_order()
-    orders, exchange = FakeOrders(order), FakeExchange()
-    orders.decisions[order.id] = Decision.PLACE  # claimed by an earlier delivery
+    sidecar, exchange = holding(order), FakeExchange()
+    decide(sidecar, order.id, Decision.PLACE)  # claimed by an earlier delivery
     # A grace period this long would time the test out: a claimed order must not wait.
-    slow_grace = placer(orders, exchange, grace_seconds=3600)
+    slow_grace = placer(sidecar, exchange, grace_seconds=3600)
     assert await slow_grace.place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id]
 
@@ -212,7 +211,7 @@ async def test_claimed_order_is_placed_on_redelivery_without_waiting_again() -> 
 @pytest.mark.anyio
 async def test_each_outcome_is_counted_and_placements_timed() -> None:
     order = accepted_order()
-    orders, exchange = FakeOrders(order), FakeExchange(failures=1)
+    sidecar, exchange = holding(order), FakeExchange(failures=1)
     attempts = "orders_placement_attempts_total"
     before = {
         "failed": registry_value(attempts, outcome="exchange_failed"),
@@ -221,7 +220,7 @@ async def test_each_outcome_is_counted_and_placements_timed() -> None:
         "waits": registry_value("orders_accept_to_placed_seconds_count"),
         "calls": registry_value("orders_exchange_call_duration_seconds_count", result="failed"),
     }
-    the_placer = placer(orders, exchange)
+    the_placer = placer(sidecar, exchange)
     assert await the_placer.place(event_for(order)) is Delivery.RETRY
     assert await the_placer.place(event_for(order)) is Delivery.SUCCESS
     assert registry_value(attempts, outcome="exchange_failed") == before["failed"] + 1
@@ -237,7 +236,7 @@ async def test_each_outcome_is_counted_and_placements_timed() -> None:
 async def test_a_dead_letter_is_counted_once_marked_failed() -> None:
     order = accepted_order()
     before = registry_value("orders_dead_lettered_total")
-    assert await placer(FakeOrders(order), FakeExchange()).dead_letter(event_for(order)) is (
+    assert await placer(holding(order), FakeExchange()).dead_letter(event_for(order)) is (
         Delivery.SUCCESS
     )
     assert registry_value("orders_dead_lettered_total") == before + 1
