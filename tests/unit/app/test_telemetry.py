@@ -1,4 +1,4 @@
-"""The API's metrics and trace id, per request, through the app with a fake repository."""
+"""The API's metrics and trace id, per request, through the app over the in-memory sidecar."""
 
 import re
 
