@@ -28,7 +28,7 @@ EXCHANGE_SECONDS = Histogram(
 )
 PLACED = Counter("orders_placed", "Orders the exchange accepted")
 DEAD_LETTERED = Counter(
-    "orders_dead_lettered", "Orders given up after every retry; re-drive them (README)"
+    "orders_dead_lettered", "Orders given up after every retry; re-drive them (./run redrive)"
 )
 IN_FLIGHT = Gauge("orders_in_flight", "Deliveries of orders the placer is working on")
 ACCEPT_TO_PLACED_SECONDS = Histogram(
