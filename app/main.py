@@ -51,7 +51,7 @@ def create_app() -> FastAPI:
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(TelemetryMiddleware)  # added last: the outermost, sees every answer
     app.add_exception_handler(RequestValidationError, validation_error_handler)
-    app.include_router(api_router)
+    app.include_router(api_router())
     install_docs(app)
     app.state.tracer_provider = tracer_provider
     return app

@@ -47,8 +47,10 @@ class Settings(BaseSettings):
     API_WORKERS: Annotated[int, Field(ge=1)] = 2
 
     # Upper bounds of the order contract, so absurd numbers are a 422 and not a failure later on.
+    # The price bound is written into the OpenAPI document's pattern for price strings, which
+    # is built for a bound of at least 1 in whole cents.
     MAX_QUANTITY: Annotated[int, Field(gt=0)] = 1_000_000_000
-    MAX_LIMIT_PRICE: Annotated[Decimal, Field(gt=0)] = Decimal(1_000_000_000)
+    MAX_LIMIT_PRICE: Annotated[Decimal, Field(ge=1, decimal_places=2)] = Decimal(1_000_000_000)
     MAX_BODY_BYTES: Annotated[int, Field(gt=0)] = 16 * 1024
 
     # Client API keys, comma-separated: when set, every /orders call must send one of them in

@@ -1,5 +1,7 @@
 """The order: what a client sends, what we store, and what the placer reads from the topic."""
 
+import math
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -19,6 +21,7 @@ from pydantic import (
 from pydantic.config import JsonDict
 
 from core.config import settings
+from core.prices import DECIMAL_STRING, PLACES, TWO_PLACES_PATTERN, price_pattern
 
 # Two letters (country), nine letters or digits, one check digit (ISO 6166).
 ISIN_PATTERN = r"^[A-Z]{2}[A-Z0-9]{9}[0-9]$"
@@ -51,28 +54,63 @@ class Decision(StrEnum):
 
 
 def _json_number(value: object) -> object:
-    # Numbers are JSON numbers: "101.25" or true is a mistake, not a price or a quantity.
-    # (10.0 is the integer 10, as JSON Schema has it.)
+    # A quantity is a JSON number: "10" or true is a mistake, not a quantity. (10.0 is the
+    # integer 10, as JSON Schema has it.)
     if isinstance(value, str | bool):
         raise ValueError("must be a JSON number, not a string or a boolean")
     return value
 
 
-# Prices travel as JSON numbers, as clients send them; two decimal places are exact in a double.
+def _price(value: object) -> object:
+    """A price as a JSON number or a decimal string ("101.25"), as pydantic decimals and most
+    trading APIs take it; the range and the places are checked after this."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number or a decimal string, not a boolean")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    if not isinstance(value, str):
+        return value
+    written = DECIMAL_STRING.fullmatch(value)
+    if written is None:
+        raise ValueError(
+            'must be a number or a decimal string such as "101.25": digits without a leading '
+            "zero, optionally a point and up to 2 digits; no sign, exponent or spaces"
+        )
+    if len(written.group(3) or "") > PLACES:
+        raise ValueError(f"must have at most {PLACES} decimal places")
+    return Decimal(value)
+
+
+def _two_places(price: Decimal) -> str:
+    return f"{price:.{PLACES}f}"
+
+
+# Sent as a JSON number or a decimal string, answered as a string with two places ("99.10"):
+# exact, whatever the client's JSON library does with binary floats. The stored and published
+# order holds the same string; orders stored with a JSON number before still read back.
 LimitPrice = Annotated[
     Decimal,
-    Field(gt=0, le=settings.MAX_LIMIT_PRICE, decimal_places=2),
-    BeforeValidator(_json_number),
-    PlainSerializer(float, return_type=float, when_used="json"),
+    Field(gt=0, le=settings.MAX_LIMIT_PRICE, decimal_places=PLACES),
+    BeforeValidator(_price),
+    PlainSerializer(_two_places, return_type=str, when_used="json"),
     WithJsonSchema(
         {
-            "type": "number",
-            "exclusiveMinimum": 0,
-            "maximum": float(settings.MAX_LIMIT_PRICE),
-            "multipleOf": 0.01,
-            "examples": [101.25],
+            "anyOf": [
+                {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": float(settings.MAX_LIMIT_PRICE),
+                    "multipleOf": 0.01,
+                },
+                {"type": "string", "pattern": price_pattern(settings.MAX_LIMIT_PRICE)},
+            ],
+            "examples": ["101.25", 101.25],
         },
         mode="validation",
+    ),
+    WithJsonSchema(
+        {"type": "string", "pattern": TWO_PLACES_PATTERN, "examples": ["101.25"]},
+        mode="serialization",
     ),
 ]
 
@@ -117,7 +155,8 @@ class OrderRequest(BaseModel):
     limit_price: LimitPrice | None = Field(
         default=None,
         validate_default=True,
-        description="Required for limit orders, forbidden for market orders.",
+        description="Required for limit orders, forbidden for market orders. Sent as a JSON "
+        'number or a decimal string ("101.25"); answered as a string with two decimal places.',
     )
     # Constraints before the validator: they stay in the JSON schema that way.
     quantity: Annotated[
@@ -139,8 +178,17 @@ class OrderRequest(BaseModel):
         return limit_price
 
 
+# An order id as the service makes them: a UUID, lower case, with hyphens.
+ORDER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _new_order_id() -> str:
     return str(uuid.uuid4())
+
+
+def is_order_id(value: str) -> bool:
+    """Whether `value` could be the id of an order: any other string is none."""
+    return ORDER_ID.fullmatch(value) is not None
 
 
 def _utc_now() -> datetime:

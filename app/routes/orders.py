@@ -1,38 +1,43 @@
 """POST /orders and GET /orders/{order_id}."""
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 from opentelemetry import trace
 
 from app.acceptance import IdempotencyKeyReusedError, accept_order
-from app.auth import require_api_key
 from app.deps import OrderRepositoryDep, PendingVoidsDep
 from app.errors import ErrorMessage
 from app.metrics import ORDERS_ACCEPTED
 from core.config import settings
-from core.domain import Order, OrderEvent, OrderRequest
+from core.domain import Order, OrderEvent, OrderRequest, is_order_id
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(
-    prefix="/orders",
-    tags=["orders"],
-    dependencies=[Depends(require_api_key)],
-    responses={401: {"description": "API keys are on and none of them was sent"}},
-)
+# Behind an API key when keys are configured: see app/routes/__init__.py.
+router = APIRouter(prefix="/orders", tags=["orders"])
 
-OrderId = Annotated[str, Path(max_length=64, pattern=r"^[0-9a-f-]+$")]
+MAX_ORDER_ID_LENGTH = 64
+OrderId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=MAX_ORDER_ID_LENGTH,
+        description="The id POST /orders answered (a UUID). Any other id is no order: 404; "
+        f"an id over {MAX_ORDER_ID_LENGTH} characters is a malformed request: 422.",
+    ),
+]
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
         min_length=1,
         max_length=settings.MAX_IDEMPOTENCY_KEY_LENGTH,
-        description="Repeating a request with the same key and body returns the first order "
-        "and creates nothing new (for IDEMPOTENCY_RETENTION_SECONDS, a day by default).",
+        description="Repeating a request with the same key and the same order returns the "
+        "first order and creates nothing new (for IDEMPOTENCY_RETENTION_SECONDS, a day by "
+        'default). A price in another spelling is the same order: 99.1, 99.10 and "99.10".',
     ),
 ]
 
@@ -80,20 +85,27 @@ async def create_order(
     return acceptance.order
 
 
-@router.get("/{order_id}", responses={404: {"description": "No order has this id"}})
-async def read_order(order_id: OrderId, orders: OrderRepositoryDep) -> Order:
-    """The order with its placement status: accepted, then placed (or failed)."""
-    order = await orders.get(order_id)
+async def stored_order(order_id: OrderId, orders: OrderRepositoryDep) -> Order:
+    """The order with this id, or a 404. Ids are the server's UUIDs: any other id is answered
+    without reading the store, and never becomes part of a state key."""
+    order = await orders.get(order_id) if is_order_id(order_id) else None
     if order is None:
         raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
     return order
 
 
-@router.get("/{order_id}/events", responses={404: {"description": "No order has this id"}})
-async def read_order_events(order_id: OrderId, orders: OrderRepositoryDep) -> list[OrderEvent]:
+StoredOrder = Annotated[Order, Depends(stored_order)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No order has this id"}}
+
+
+@router.get("/{order_id}", responses=NOT_FOUND)
+async def read_order(order: StoredOrder) -> Order:
+    """The order with its placement status: accepted, then placed (or failed)."""
+    return order
+
+
+@router.get("/{order_id}/events", responses=NOT_FOUND)
+async def read_order_events(order: StoredOrder, orders: OrderRepositoryDep) -> list[OrderEvent]:
     """The order's history, oldest first: accepted, each failed placement attempt, then
     placed (or dead-lettered, and re-driven)."""
-    order = await orders.get(order_id)
-    if order is None:
-        raise HTTPException(status_code=status.HTTP_404_NOT_FOUND, detail="Order not found")
     return await orders.events(order)

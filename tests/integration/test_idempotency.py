@@ -23,6 +23,24 @@ def test_repeat_with_the_same_key_returns_the_first_order(healthy_stack: Running
     assert healthy_stack.stores.stored_order_count() == before + 1
 
 
+def test_repeat_with_the_price_in_another_spelling_is_the_same_order(
+    healthy_stack: RunningStack,
+) -> None:
+    before = healthy_stack.stores.stored_order_count()
+    headers = {"Idempotency-Key": "repeat-spelling"}
+    first = healthy_stack.client.post(
+        "/orders", json=limit_order_body(limit_price=99.1), headers=headers
+    )
+    again = healthy_stack.client.post(
+        "/orders", json=limit_order_body(limit_price="99.10"), headers=headers
+    )
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.json()["limit_price"] == "99.10"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert healthy_stack.stores.stored_order_count() == before + 1
+
+
 def test_same_key_with_another_order_is_422(healthy_stack: RunningStack) -> None:
     headers = {"Idempotency-Key": "repeat-2"}
     first = healthy_stack.client.post("/orders", json=limit_order_body(), headers=headers)

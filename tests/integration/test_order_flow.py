@@ -2,8 +2,13 @@
 
 from typing import Any
 
+import httpx
+import pytest
+
+from core.config import settings
+from core.repository import order_key
 from placer.stock_exchange import ExchangeLedger
-from tests.factories import limit_order_body, market_order_body
+from tests.factories import accepted_order, limit_order_body, market_order_body
 from tests.integration.stack_fixtures import RunningStack
 from tests.polling import wait_for
 
@@ -24,7 +29,11 @@ def test_committed_order_is_in_the_store_and_reaches_the_exchange(
 
     stored = healthy_stack.stores.stored_order(created["id"])
     assert stored is not None
-    assert {key: stored[key] for key in limit_order_body()} == limit_order_body()
+    # The price as the API writes it: a string with two places.
+    assert {key: stored[key] for key in limit_order_body()} == {
+        **limit_order_body(),
+        "limit_price": "101.25",
+    }
 
     placed = wait_for(
         lambda: order_status(healthy_stack, created["id"], "placed"),
@@ -62,10 +71,67 @@ def test_every_order_of_a_batch_is_placed_once(healthy_stack: RunningStack) -> N
     wait_for(all_marked_placed, what="20 orders marked placed", timeout_seconds=30)
 
 
-def test_unknown_order_is_404(healthy_stack: RunningStack) -> None:
-    unknown = "/orders/00000000-0000-4000-8000-000000000000"
-    assert healthy_stack.client.get(unknown).status_code == 404
-    assert healthy_stack.client.get(f"{unknown}/events").status_code == 404
+def test_price_sent_as_a_string_is_stored_placed_and_answered_as_one(
+    healthy_stack: RunningStack,
+) -> None:
+    response = healthy_stack.client.post("/orders", json=limit_order_body(limit_price="99.1"))
+    assert response.status_code == 201
+    order_id = response.json()["id"]
+    assert response.json()["limit_price"] == "99.10"
+    stored = healthy_stack.stores.stored_order(order_id)
+    assert stored is not None
+    assert stored["limit_price"] == "99.10"
+    placed = wait_for(
+        lambda: order_status(healthy_stack, order_id, "placed"),
+        what="order placed",
+        timeout_seconds=PLACEMENT_DEADLINE_SECONDS,
+    )
+    assert placed["limit_price"] == "99.10"
+
+
+def test_order_stored_with_a_numeric_price_still_reads_back(healthy_stack: RunningStack) -> None:
+    order = accepted_order(limit_price="12.30")
+    earlier = {**order.model_dump(mode="json"), "limit_price": 12.3}
+    response = httpx.post(
+        f"{healthy_stack.stack.api.dapr_url}/v1.0/state/{settings.STATE_STORE}",
+        json=[{"key": order_key(order.id), "value": earlier}],
+        headers={"dapr-api-token": healthy_stack.options.dapr_api_token or ""},
+        timeout=10,
+    )
+    assert response.status_code == 204, response.text
+    read = healthy_stack.client.get(f"/orders/{order.id}")
+    assert read.status_code == 200
+    assert read.json()["limit_price"] == "12.30"
+
+
+@pytest.mark.parametrize(
+    "order_id",
+    [
+        "00000000-0000-4000-8000-000000000000",
+        "does-not-exist-123",
+        "x",
+        "ORDER_1",
+        "order-events-x",
+        "..%2Fsecrets",
+        "a%7C%7Cb",  # "a||b": the store's key separator
+        "k" * 64,
+    ],
+)
+def test_any_id_that_is_no_order_is_404(healthy_stack: RunningStack, order_id: str) -> None:
+    assert healthy_stack.client.get(f"/orders/{order_id}").status_code == 404
+    assert healthy_stack.client.get(f"/orders/{order_id}/events").status_code == 404
+
+
+def test_overlong_order_id_is_422(healthy_stack: RunningStack) -> None:
+    assert healthy_stack.client.get(f"/orders/{'k' * 65}").status_code == 422
+
+
+def test_document_asks_for_no_key_with_api_keys_off(healthy_stack: RunningStack) -> None:
+    spec = healthy_stack.client.get("/openapi.json").json()
+    assert "securitySchemes" not in spec.get("components", {})
+    operations = [op for item in spec["paths"].values() for op in item.values()]
+    assert operations
+    assert all("security" not in operation for operation in operations)
 
 
 def test_invalid_order_is_422_and_nothing_is_stored(healthy_stack: RunningStack) -> None:

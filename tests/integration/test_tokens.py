@@ -41,6 +41,16 @@ def test_api_refuses_orders_without_a_client_key(guarded_stack: RunningStack) ->
     assert guarded_stack.client.get(f"/orders/{order_id}", headers=key).status_code == 200
 
 
+def test_api_document_asks_for_the_client_key(guarded_stack: RunningStack) -> None:
+    spec = guarded_stack.client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    for path in ("/orders", "/orders/{order_id}", "/orders/{order_id}/events"):
+        for operation in spec["paths"][path].values():
+            assert operation["security"] == [{"APIKeyHeader": []}]
+    # Without a key nothing tells which orders exist: an unknown id is a 401 too.
+    assert guarded_stack.client.get("/orders/does-not-exist-123").status_code == 401
+
+
 def test_sidecar_refuses_calls_without_the_api_token(guarded_stack: RunningStack) -> None:
     url = f"{guarded_stack.stack.api.dapr_url}/v1.0/state/orderstore/order-x"
     assert httpx.get(url, timeout=5).status_code == 401

@@ -2,8 +2,10 @@
 state API in memory."""
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.deps import get_order_repository, get_pending_voids
@@ -18,13 +20,21 @@ def sidecar() -> MemorySidecar:
     return MemorySidecar()
 
 
-@pytest.fixture
-def client(sidecar: MemorySidecar) -> Iterator[TestClient]:
+@contextmanager
+def serving(api: FastAPI, sidecar: MemorySidecar) -> Iterator[TestClient]:
+    """`api` under a test client, over `sidecar`."""
     orders = repository(sidecar)
     voids = PendingVoids(orders)
-    app.dependency_overrides[get_sidecar] = lambda: sidecar
-    app.dependency_overrides[get_order_repository] = lambda: orders
-    app.dependency_overrides[get_pending_voids] = lambda: voids
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    api.dependency_overrides[get_sidecar] = lambda: sidecar
+    api.dependency_overrides[get_order_repository] = lambda: orders
+    api.dependency_overrides[get_pending_voids] = lambda: voids
+    with TestClient(api, raise_server_exceptions=False) as test_client:
         yield test_client
-    app.dependency_overrides.clear()
+    api.dependency_overrides.clear()
+
+
+@pytest.fixture
+def client(sidecar: MemorySidecar) -> Iterator[TestClient]:
+    """The API as made with the default settings: no API keys."""
+    with serving(app, sidecar) as test_client:
+        yield test_client

@@ -22,10 +22,31 @@ def test_created_order_has_id_time_status_and_every_field_sent(
     response = client.post("/orders", json=body)
     assert response.status_code == 201
     created = response.json()
-    assert {key: created[key] for key in body} == body
+    assert {key: created[key] for key in body} == {**body, "limit_price": "101.25"}
     assert created["status"] == "accepted"
     assert datetime.fromisoformat(created["created_at"]).utcoffset() == timedelta(0)
     assert sidecar.value(order_key(created["id"])) == created
+
+
+@pytest.mark.parametrize(
+    ("sent", "answered"), [("99.10", "99.10"), ("99.1", "99.10"), (99.1, "99.10")]
+)
+def test_price_is_taken_as_number_or_string_and_answered_with_two_places(
+    client: TestClient, sent: object, answered: str
+) -> None:
+    response = client.post("/orders", json=limit_order_body(limit_price=sent))
+    assert response.status_code == 201
+    created = response.json()
+    assert created["limit_price"] == answered
+    assert client.get(f"/orders/{created['id']}").json()["limit_price"] == answered
+
+
+@pytest.mark.parametrize("price", ["1e3", " 5", "NaN", "Infinity", "", "-0", "+5", True])
+def test_price_in_another_form_is_422_at_limit_price(client: TestClient, price: object) -> None:
+    response = client.post("/orders", json=limit_order_body(limit_price=price))
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "limit_price"]
 
 
 def test_market_order_is_created_without_limit_price(client: TestClient) -> None:
@@ -104,9 +125,34 @@ def test_unknown_order_is_404(client: TestClient) -> None:
     assert client.get("/orders/0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11").status_code == 404
 
 
-def test_malformed_order_id_is_422(client: TestClient) -> None:
-    assert client.get("/orders/..%2Fsecrets").status_code in (404, 422)
-    assert client.get("/orders/NOT_AN_ID").status_code == 422
+@pytest.mark.parametrize(
+    "order_id",
+    [
+        "does-not-exist-123",
+        "x",
+        "NOT_AN_ID",
+        "0B7C4F0E-4C1E-4AB0-9A53-5D0F4D2B0F11",
+        "%20",
+        "k" * 64,
+    ],
+)
+def test_any_id_that_is_no_order_id_is_404_without_reading_the_store(
+    client: TestClient, sidecar: MemorySidecar, order_id: str
+) -> None:
+    sidecar.failure = SidecarError("the store must not be read")  # a read would be a 500
+    assert client.get(f"/orders/{order_id}").status_code == 404
+    assert client.get(f"/orders/{order_id}/events").status_code == 404
+
+
+def test_paths_that_reach_outside_an_order_are_404(client: TestClient) -> None:
+    assert client.get("/orders/..%2Fsecrets").status_code == 404
+    assert client.get("/orders/a/b").status_code == 404
+
+
+def test_overlong_order_id_is_422(client: TestClient) -> None:
+    response = client.get(f"/orders/{'k' * 65}")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["path", "order_id"]
 
 
 def test_failed_read_is_500_without_the_cause(client: TestClient, sidecar: MemorySidecar) -> None:
@@ -130,6 +176,18 @@ def test_idempotency_key_replays_the_first_order(
     headers = {"Idempotency-Key": "abc"}
     first = client.post("/orders", json=limit_order_body(), headers=headers)
     again = client.post("/orders", json=limit_order_body(), headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert len(sidecar.calls_to("execute_transaction")) == 1
+
+
+def test_idempotency_key_replays_the_same_price_in_another_spelling(
+    client: TestClient, sidecar: MemorySidecar
+) -> None:
+    headers = {"Idempotency-Key": "spelling"}
+    first = client.post("/orders", json=limit_order_body(limit_price=99.1), headers=headers)
+    again = client.post("/orders", json=limit_order_body(limit_price="99.10"), headers=headers)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json()
     assert again.headers["Idempotent-Replayed"] == "true"

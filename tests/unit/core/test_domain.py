@@ -1,12 +1,17 @@
+import json
+import re
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from core.config import settings
-from core.domain import Order, OrderRequest, OrderStatus
+from core.domain import Order, OrderRequest, OrderStatus, is_order_id
 from tests.factories import WITHOUT, limit_order_body, market_order_body
 
 
@@ -24,6 +29,11 @@ def errors_for(body: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
         limit_order_body(quantity=7.0),  # an integer, in JSON's terms
         limit_order_body(limit_price=99, quantity=1),
         limit_order_body(limit_price=settings.MAX_LIMIT_PRICE),
+        limit_order_body(limit_price="101.25"),
+        limit_order_body(limit_price="99.1"),
+        limit_order_body(limit_price="0.01"),
+        limit_order_body(limit_price="7"),
+        limit_order_body(limit_price=str(settings.MAX_LIMIT_PRICE)),
         limit_order_body(quantity=settings.MAX_QUANTITY),
         market_order_body(),
         market_order_body(limit_price=None),
@@ -53,8 +63,11 @@ def test_valid_orders_are_accepted(body: dict[str, Any]) -> None:
         (limit_order_body(limit_price=-1), "limit_price"),
         (limit_order_body(limit_price=10.001), "limit_price"),
         (limit_order_body(limit_price="abc"), "limit_price"),
-        (limit_order_body(limit_price="101.25"), "limit_price"),
         (limit_order_body(limit_price=True), "limit_price"),
+        (limit_order_body(limit_price="0"), "limit_price"),
+        (limit_order_body(limit_price="10.001"), "limit_price"),
+        (limit_order_body(limit_price=str(settings.MAX_LIMIT_PRICE + 1)), "limit_price"),
+        (limit_order_body(limit_price=[101.25]), "limit_price"),
         (limit_order_body(limit_price=settings.MAX_LIMIT_PRICE + 1), "limit_price"),
         (limit_order_body(quantity=0), "quantity"),
         (limit_order_body(quantity=-5), "quantity"),
@@ -94,10 +107,114 @@ def test_accepted_order_keeps_every_field_and_adds_id_time_and_status() -> None:
     assert Order.accept(request).id != order.id
 
 
-def test_order_json_round_trips_with_price_as_number() -> None:
+@pytest.mark.parametrize(
+    ("price", "message"),
+    [
+        ("1e3", "decimal string such as"),
+        (" 5", "decimal string such as"),
+        ("5 ", "decimal string such as"),
+        ("5\n", "decimal string such as"),
+        ("NaN", "decimal string such as"),
+        ("Infinity", "decimal string such as"),
+        ("-0", "decimal string such as"),
+        ("-5", "decimal string such as"),
+        ("+5", "decimal string such as"),
+        ("", "decimal string such as"),
+        ("05", "decimal string such as"),
+        ("5.", "decimal string such as"),
+        (".5", "decimal string such as"),
+        ("1_000", "decimal string such as"),
+        ("١٢", "decimal string such as"),  # Arabic-Indic digits
+        ("99.123", "at most 2 decimal places"),
+        (99.123, "no more than 2 decimal places"),
+        (True, "not a boolean"),
+        (False, "not a boolean"),
+        (float("nan"), "finite"),
+        (float("inf"), "finite"),
+        ("0.00", "greater than 0"),
+        (-1, "greater than 0"),
+    ],
+)
+def test_a_refused_price_says_why(price: object, message: str) -> None:
+    [(location, text)] = errors_for(limit_order_body(limit_price=price))
+    assert location == ("limit_price",)
+    assert message in text
+
+
+@pytest.mark.parametrize(
+    ("price", "written"),
+    [(99.1, "99.10"), ("99.1", "99.10"), ("99.10", "99.10"), (7, "7.00"), ("0.05", "0.05")],
+)
+def test_the_price_is_answered_as_a_string_with_two_places(price: object, written: str) -> None:
+    order = Order.accept(OrderRequest.model_validate(limit_order_body(limit_price=price)))
+    assert order.model_dump(mode="json")["limit_price"] == written
+    assert json.loads(order.model_dump_json())["limit_price"] == written
+
+
+def test_a_price_in_another_spelling_is_the_same_order() -> None:
+    # What Idempotency-Key compares: a repeat may write the price differently.
+    spellings = [99.1, 99.10, "99.1", "99.10"]
+    requests = {OrderRequest.model_validate(limit_order_body(limit_price=p)) for p in spellings}
+    assert len(requests) == 1
+    assert OrderRequest.model_validate(limit_order_body(limit_price="99.11")) not in requests
+
+
+def test_order_json_round_trips_with_the_price_as_a_string() -> None:
     order = Order.accept(OrderRequest.model_validate(limit_order_body(limit_price=12.30)))
     document = order.model_dump(mode="json")
-    assert document["limit_price"] == 12.3
+    assert document["limit_price"] == "12.30"
     assert datetime.fromisoformat(document["created_at"]) == order.created_at
     assert Order.model_validate(document) == order
+    assert Order.model_validate_json(order.model_dump_json()) == order
     assert Order.model_validate(document).limit_price == Decimal("12.3")
+
+
+def test_order_stored_with_a_numeric_price_still_reads_back() -> None:
+    order = Order.accept(OrderRequest.model_validate(limit_order_body(limit_price="12.30")))
+    earlier = json.dumps({**order.model_dump(mode="json"), "limit_price": 12.3})
+    assert Order.model_validate_json(earlier) == order
+    assert Order.model_validate_json(earlier).model_dump(mode="json")["limit_price"] == "12.30"
+
+
+@given(text=st.text(alphabet="0123456789.+-eE ", max_size=12))
+@hypothesis_settings(max_examples=300, database=None)
+def test_price_strings_are_accepted_exactly_when_the_documented_pattern_matches(
+    text: str,
+) -> None:
+    pattern = OrderRequest.model_json_schema()["properties"]["limit_price"]["anyOf"][0]["anyOf"][1]
+    documented = re.fullmatch(pattern["pattern"], text) is not None
+    try:
+        OrderRequest.model_validate(limit_order_body(limit_price=text))
+    except ValidationError:
+        accepted = False
+    else:
+        accepted = True
+    assert accepted == documented
+
+
+def test_the_schema_documents_both_forms_in_and_the_string_out() -> None:
+    sent = OrderRequest.model_json_schema()["properties"]["limit_price"]["anyOf"][0]["anyOf"]
+    assert [form["type"] for form in sent] == ["number", "string"]
+    answered = Order.model_json_schema(mode="serialization")["properties"]["limit_price"]
+    [string, null] = answered["anyOf"]
+    assert null == {"type": "null"}
+    assert string["type"] == "string"
+    assert re.fullmatch(string["pattern"], "99.10")
+    assert not re.fullmatch(string["pattern"], "99.1")
+
+
+@pytest.mark.parametrize(
+    ("value", "is_id"),
+    [
+        ("0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11", True),
+        ("0B7C4F0E-4C1E-4AB0-9A53-5D0F4D2B0F11", False),  # never written in upper case
+        ("0b7c4f0e4c1e4ab09a535d0f4d2b0f11", False),
+        ("{0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11}", False),
+        ("0b7c4f0e-4c1e-4ab0-9a53-5d0f4d2b0f11\n", False),
+        ("does-not-exist-123", False),
+        ("", False),
+    ],
+)
+def test_order_ids_are_the_uuids_the_service_makes(value: str, is_id: bool) -> None:
+    assert is_order_id(value) is is_id
+    assert is_order_id(Order.accept(OrderRequest.model_validate(market_order_body())).id)
