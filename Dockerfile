@@ -15,6 +15,8 @@ RUN uv sync --frozen --no-dev --no-install-project
 COPY core/ core/
 COPY app/ app/
 COPY placer/ placer/
+# The shared exchange stand-in runs from the placer's image: `python -m exchange`.
+COPY exchange/ exchange/
 
 FROM python:${PYTHON_VERSION}-slim AS runtime
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin orders

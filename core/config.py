@@ -92,13 +92,19 @@ class Settings(BaseSettings):
     PLACER_GRPC_PORT: int = 8002
     PLACER_CONCURRENCY: Annotated[int, Field(ge=1)] = 10
 
-    # The stock exchange stand-in.
+    # The stock exchange stand-in (placer/stock_exchange.py): in the placer's process, or in
+    # the shared stand-in service (`python -m exchange`), which reads these four itself.
     EXCHANGE_LATENCY_SECONDS: Annotated[float, Field(ge=0)] = 0.5
     EXCHANGE_FAILURE_RATE: Annotated[float, Field(ge=0, le=1)] = 0.1
     EXCHANGE_LEDGER_PATH: Path = PROJECT_ROOT / ".data" / "exchange-ledger.sqlite3"
     # A JSON file, read on every call when it exists, that overrides the two figures above
     # ({"failure_rate": 1.0, "latency_seconds": 30}): how fault tests break the exchange.
     EXCHANGE_CONTROL_PATH: Path | None = None
+    # The shared stand-in service (e.g. http://exchange:8080) that the placer calls instead of
+    # the in-process one when set, each call within EXCHANGE_TIMEOUT_SECONDS: a call that times
+    # out is a failed one, retried like any other (its client order id makes that harmless).
+    EXCHANGE_URL: str | None = None
+    EXCHANGE_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 3.0
 
     @computed_field  # type: ignore[prop-decorator]
     @property

@@ -14,6 +14,7 @@ from core.repository import OrderRepository
 from core.sidecar import DaprSidecar
 from core.tracing import configure_tracing
 from placer.callbacks import STOP_GRACE_SECONDS, PlacerCallbacks, start_server
+from placer.exchange_client import ExchangeClient
 from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
 from placer.stock_exchange import place_order
@@ -31,9 +32,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.OUTBOX_MARKER_STORE,
         answer_deadline_seconds=settings.ORDER_TIMEOUT_SECONDS,
     )
+    exchange = exchange_client()
     placer = Placer(
         orders,
-        place_order,
+        place_order if exchange is None else exchange.place_order,
         settings.PLACER_CONCURRENCY,
         answer_deadline_seconds=settings.ORDER_TIMEOUT_SECONDS,
     )
@@ -42,8 +44,22 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     server = await start_server(callbacks, settings.PLACER_HOST, settings.PLACER_GRPC_PORT)
     yield
     await server.stop(STOP_GRACE_SECONDS)
+    if exchange is not None:
+        await exchange.aclose()
     await sidecar.aclose()
     app.state.tracer_provider.shutdown()  # exports the last spans
+
+
+def exchange_client() -> ExchangeClient | None:
+    """The client of the shared exchange stand-in when EXCHANGE_URL names one; None: the
+    placer places on the stand-in in its own process."""
+    if settings.EXCHANGE_URL is None:
+        return None
+    return ExchangeClient(
+        settings.EXCHANGE_URL,
+        timeout_seconds=settings.EXCHANGE_TIMEOUT_SECONDS,
+        max_connections=settings.PLACER_CONCURRENCY,
+    )
 
 
 def create_app() -> FastAPI:

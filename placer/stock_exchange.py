@@ -7,6 +7,10 @@ exchange it takes a client order id and ignores an id it has already accepted, s
 call never places an order twice. The stand-in keeps the ids it accepted in a ledger (SQLite,
 shared by every placer process on the machine), which tests read to check that each order
 reached it exactly once.
+
+The same code runs in-process (the placer calls `place_order`) or as a service of its own that
+every placer of a cluster shares (`python -m exchange`, which calls `submit`; the placer reaches
+it with placer/exchange_client.py when EXCHANGE_URL is set).
 """
 
 import json
@@ -28,6 +32,15 @@ class OrderPlacementError(Exception):
     """The exchange did not accept the order; the call may be repeated."""
 
 
+class Acceptance(BaseModel):
+    """One client order id in the ledger: placed once, however often it was sent."""
+
+    client_order_id: str
+    instrument: str
+    accepted_at: float  # Unix seconds, of the first acceptance
+    submissions: int  # accepted calls that carried the id; a repeat is answered as the first
+
+
 class ExchangeLedger:
     """The client order ids the stand-in accepted: what a test compares with the orders."""
 
@@ -47,17 +60,27 @@ class ExchangeLedger:
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=LEDGER_TIMEOUT_SECONDS)
 
-    def accept(self, order: Order) -> bool:
-        """Records the order; False when its client order id was already accepted."""
+    def accept(self, order: Order) -> Acceptance:
+        """Records the order, or one more submission of a client order id already accepted."""
         with closing(self._connect()) as db, db:
             cursor = db.execute(
                 "INSERT INTO accepted (client_order_id, instrument, accepted_at) VALUES (?, ?, ?)"
                 " ON CONFLICT (client_order_id) DO UPDATE SET submissions = submissions + 1"
-                " RETURNING submissions",
+                " RETURNING client_order_id, instrument, accepted_at, submissions",
                 (order.id, order.instrument, time.time()),
             )
-            (submissions,) = cursor.fetchone()
-        return bool(submissions == 1)
+            row = cursor.fetchone()
+        return _acceptance(row)
+
+    def acceptance(self, client_order_id: str) -> Acceptance | None:
+        """The client order id as the ledger holds it; None when it was never accepted."""
+        with closing(self._connect()) as db:
+            row = db.execute(
+                "SELECT client_order_id, instrument, accepted_at, submissions FROM accepted"
+                " WHERE client_order_id = ?",
+                (client_order_id,),
+            ).fetchone()
+        return None if row is None else _acceptance(row)
 
     def acceptance_times(self) -> dict[str, float]:
         """Every accepted client order id, with when it was first accepted (Unix seconds)."""
@@ -70,6 +93,16 @@ class ExchangeLedger:
         with closing(self._connect()) as db:
             rows = db.execute("SELECT client_order_id, submissions FROM accepted").fetchall()
         return {client_order_id: count for client_order_id, count in rows}
+
+
+def _acceptance(row: tuple[str, str, float, int]) -> Acceptance:
+    client_order_id, instrument, accepted_at, submissions = row
+    return Acceptance(
+        client_order_id=client_order_id,
+        instrument=instrument,
+        accepted_at=accepted_at,
+        submissions=submissions,
+    )
 
 
 _ledger: ExchangeLedger | None = None
@@ -87,6 +120,9 @@ class StandInBehaviour(BaseModel):
 
     latency_seconds: float = Field(ge=0)
     failure_rate: float = Field(ge=0, le=1)
+    # A wait after the order is accepted and before the answer (control file only): past the
+    # caller's timeout, the answer is lost while the order stands.
+    answer_delay_seconds: float = Field(default=0, ge=0)
 
 
 def stand_in_behaviour() -> StandInBehaviour:
@@ -102,11 +138,19 @@ def stand_in_behaviour() -> StandInBehaviour:
     return StandInBehaviour.model_validate({**configured.model_dump(), **overrides})
 
 
-def place_order(order: Order) -> None:
-    """Places `order` on the stand-in, with its id as the client order id. Blocks for the
-    configured latency; raises OrderPlacementError for the configured share of calls."""
+def submit(order: Order) -> Acceptance:
+    """One call to the stand-in, with the order's id as the client order id: blocks for the
+    configured latency; raises OrderPlacementError for the configured share of calls; else
+    answers how the ledger holds the id (the first acceptance, for a repeat)."""
     now = stand_in_behaviour()
     time.sleep(now.latency_seconds)
     if random.random() < now.failure_rate:  # noqa: S311 - simulation, not crypto
         raise OrderPlacementError(f"the exchange stand-in failed order {order.id}")
-    ledger().accept(order)
+    acceptance = ledger().accept(order)
+    time.sleep(now.answer_delay_seconds)
+    return acceptance
+
+
+def place_order(order: Order) -> None:
+    """Places `order` on the in-process stand-in (see `submit`)."""
+    submit(order)

@@ -1,6 +1,8 @@
-"""What each folder may import: the service (core/, app/, placer/) nothing of what runs it
-locally (devstack/), measures it (bench/) or tests it (tests/); the API and the placer share
-only core/; and nothing outside tests/ imports from it."""
+"""What each folder may import: the service (core/, app/, placer/, and the exchange stand-in
+service, exchange/) nothing of what runs it locally (devstack/), measures it (bench/) or tests
+it (tests/); the API and the placer share only core/; the placer reaches the stand-in service
+over HTTP only (the service runs the placer's stand-in code); and nothing outside tests/
+imports from it."""
 
 import ast
 from pathlib import Path
@@ -11,9 +13,10 @@ from core.config import PROJECT_ROOT
 
 # Each package, with the packages it must not import.
 FORBIDDEN = {
-    "core": {"app", "placer", "devstack", "bench", "tests"},
-    "app": {"placer", "devstack", "bench", "tests"},
-    "placer": {"app", "devstack", "bench", "tests"},
+    "core": {"app", "placer", "exchange", "devstack", "bench", "tests"},
+    "app": {"placer", "exchange", "devstack", "bench", "tests"},
+    "placer": {"app", "exchange", "devstack", "bench", "tests"},
+    "exchange": {"app", "devstack", "bench", "tests"},
     "devstack": {"bench", "tests"},
     "bench": {"tests"},
 }

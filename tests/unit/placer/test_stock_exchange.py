@@ -7,17 +7,22 @@ import pytest
 from core.config import settings
 from core.domain import Order
 from placer import stock_exchange
-from placer.stock_exchange import ExchangeLedger, OrderPlacementError
+from placer.stock_exchange import Acceptance, ExchangeLedger, OrderPlacementError
 from tests.factories import accepted_order
 
 
 def test_ledger_accepts_each_client_order_id_once_and_counts_repeats(tmp_path: Path) -> None:
     ledger = ExchangeLedger(tmp_path / "ledger.sqlite3")
     first, second = accepted_order(), accepted_order()
-    assert ledger.accept(first) is True
-    assert ledger.accept(first) is False
-    assert ledger.accept(second) is True
+    accepted = ledger.accept(first)
+    assert (accepted.client_order_id, accepted.submissions) == (first.id, 1)
+    repeat = ledger.accept(first)
+    # A repeat is answered with the first acceptance, counted once more.
+    assert repeat == accepted.model_copy(update={"submissions": 2})
+    assert ledger.accept(second).submissions == 1
     assert ledger.submissions() == {first.id: 2, second.id: 1}
+    assert ledger.acceptance(first.id) == repeat
+    assert ledger.acceptance(accepted_order().id) is None
     # Another process opening the same file sees the same ledger.
     assert ExchangeLedger(tmp_path / "ledger.sqlite3").submissions() == ledger.submissions()
 
@@ -55,9 +60,11 @@ class CountingLedger:
     def __init__(self) -> None:
         self.accepted = 0
 
-    def accept(self, order: Order) -> bool:
+    def accept(self, order: Order) -> Acceptance:
         self.accepted += 1
-        return True
+        return Acceptance(
+            client_order_id=order.id, instrument=order.instrument, accepted_at=0, submissions=1
+        )
 
 
 def test_default_failure_rate_fails_about_one_call_in_ten(
@@ -74,3 +81,18 @@ def test_default_failure_rate_fails_about_one_call_in_ten(
             failures += 1
     assert 100 < failures < 320  # 200 expected; the bounds are > 7 standard deviations away
     assert counting.accepted == 2000 - failures
+
+
+def test_control_file_overrides_the_settings_on_every_call(
+    exchange: ExchangeLedger, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    control = tmp_path / "control.json"
+    monkeypatch.setattr(settings, "EXCHANGE_CONTROL_PATH", control)
+    monkeypatch.setattr(settings, "EXCHANGE_FAILURE_RATE", 0.0)
+    control.write_text('{"failure_rate": 1.0}')
+    with pytest.raises(OrderPlacementError):
+        stock_exchange.place_order(accepted_order())
+    control.unlink()
+    order = accepted_order()
+    stock_exchange.place_order(order)
+    assert exchange.submissions() == {order.id: 1}

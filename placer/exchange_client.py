@@ -1,0 +1,58 @@
+"""The placer's client of the shared exchange stand-in (`python -m exchange`), used instead of
+the in-process one when EXCHANGE_URL is set: every placer pod then places on one ledger, so a
+client order id repeated by another pod is still recognised.
+
+One aiohttp session per process, opened by the first call and closed at shutdown (as
+core/sidecar.py does). Every call has a total deadline (EXCHANGE_TIMEOUT_SECONDS): a call that
+runs past it is a failed one, retried by the sidecar like any other. Its answer may have been
+lost after the stand-in accepted the order; the retry carries the same client order id, and the
+stand-in answers it with the first acceptance instead of placing the order again.
+"""
+
+from http import HTTPStatus
+
+import aiohttp
+import anyio.from_thread
+
+from core.domain import Order
+from core.tracing import inject_into
+from placer.stock_exchange import OrderPlacementError
+
+ACCEPTED = {HTTPStatus.CREATED, HTTPStatus.OK}  # first acceptance, or a repeat of one
+
+
+class ExchangeClient:
+    def __init__(self, url: str, *, timeout_seconds: float, max_connections: int) -> None:
+        self._orders_url = f"{url.rstrip('/')}/orders"
+        self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None  # opened by the first call
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def submit(self, order: Order) -> None:
+        """Places `order`, with its id as the client order id; raises OrderPlacementError when
+        the stand-in refuses it, fails or does not answer in time."""
+        if self._session is None:
+            # Kept-alive connections, as many as the placer makes calls at once.
+            connector = aiohttp.TCPConnector(limit=self._max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+        body = order.model_dump(mode="json")
+        headers: dict[str, str] = {}
+        inject_into(headers)  # the call is a span of the delivery's trace
+        try:
+            async with self._session.post(self._orders_url, json=body, headers=headers) as response:
+                answer = await response.text()
+        except (aiohttp.ClientError, TimeoutError) as error:
+            message = f"the exchange stand-in did not answer for order {order.id}: {error!r}"
+            raise OrderPlacementError(message) from error
+        if response.status not in ACCEPTED:
+            message = f"the exchange stand-in answered {response.status} for order {order.id}"
+            raise OrderPlacementError(f"{message}: {answer[:200]}")
+
+    def place_order(self, order: Order) -> None:
+        """The placer's exchange call, made as the in-process one is: from one of its worker
+        threads. The request itself runs on the event loop, on the shared session."""
+        anyio.from_thread.run(self.submit, order)
