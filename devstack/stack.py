@@ -67,6 +67,8 @@ class StackOptions:
     api: AppPorts = field(default_factory=AppPorts.free)
     placer: AppPorts = field(default_factory=lambda: AppPorts.free(callback=True))
     config: Path = COMPONENTS_DIR / "config.yaml"
+    # The placer's sidecar's configuration when it has one of its own (the chart's do).
+    placer_config: Path | None = None
     api_app_id: str = API_APP_ID  # the components' scopes name these
     placer_app_id: str = PLACER_APP_ID
     environment: Environment = Environment.DEVELOPMENT
@@ -76,6 +78,11 @@ class StackOptions:
     # Apps and sidecars authenticate each other with these when set.
     dapr_api_token: str | None = None
     app_api_token: str | None = None
+
+    def config_of(self, app_id: str) -> Path:
+        if app_id == self.placer_app_id and self.placer_config is not None:
+            return self.placer_config
+        return self.config
 
     def token_env(self) -> dict[str, str]:
         tokens = {"DAPR_API_TOKEN": self.dapr_api_token, "APP_API_TOKEN": self.app_api_token}
@@ -196,7 +203,7 @@ def start_sidecar(
         "--dapr-http-port", str(ports.dapr_http),
         "--dapr-grpc-port", str(ports.dapr_grpc),
         "--metrics-port", str(ports.dapr_metrics),
-        "--config", str(options.config),
+        "--config", str(options.config_of(app_id)),
         "--log-level", "warn",
         # No app health check (docs/decisions/0007-no-app-health-check.md): when the app turns
         # unhealthy the runtime cancels the deliveries it is retrying, and Redis Streams

@@ -16,6 +16,14 @@ RELEASE = "order-service"
 # assumes an old one otherwise).
 KUBERNETES_VERSION = "1.33.0"
 
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+# Extra NetworkPolicy rules: the placer to an exchange outside the cluster, a gateway to the API.
+EXCHANGE_EGRESS = {
+    "to": [{"ipBlock": {"cidr": "192.0.2.0/24"}}], "ports": [{"port": 443, "protocol": "TCP"}],
+}  # fmt: skip
+GATEWAY_INGRESS = {
+    "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "gateway"}}}],
+}
 # Every values profile the chart ships or documents, as `helm template` arguments.
 PROFILES: dict[str, list[str]] = {
     "default": [],
@@ -30,6 +38,23 @@ PROFILES: dict[str, list[str]] = {
         *("--set", "metrics.serviceMonitor.enabled=true"),
         *("--set", "metrics.rules.enabled=true"),
         *("--set", "metrics.dashboard.enabled=true"),
+    ],
+    # Managed stores (Redis over TLS with an ACL user, at known addresses), images pinned by
+    # digest, token Secrets of one's own (GitOps), priority classes, extra policy rules.
+    "managed": [
+        *("--set", "stateStore.type=redis"),
+        *("--set", "redis.enableTLS=true"),
+        *("--set", "redis.usernameKey=redis-username"),
+        *("--set", f"image.digest.api={DIGEST}"),
+        *("--set", f"image.digest.placer={DIGEST}"),
+        *("--set", "api.priorityClassName=orders-critical"),
+        *("--set", "placer.priorityClassName=orders-critical"),
+        *("--set", "dapr.tokensSecret=orders-dapr-api-token"),
+        *("--set", "dapr.appTokenSecret=orders-dapr-app-token"),
+        *("--set", "networkPolicy.egress.storeCIDRs={10.20.0.0/16}"),
+        *("--set", "tracing.otlpEndpoint=otel-collector.monitoring:4318"),
+        *("--set-json", f"networkPolicy.placer.extraEgress={json.dumps([EXCHANGE_EGRESS])}"),
+        *("--set-json", f"networkPolicy.api.extraIngress={json.dumps([GATEWAY_INGRESS])}"),
     ],
 }
 # The Prometheus Operator whose CRDs (ServiceMonitor, PrometheusRule) the chart is checked on.

@@ -1,11 +1,15 @@
 """The Helm chart, checked offline: lint, schemas, and the policies every deployment needs."""
 
+import json
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
 from tests.chart.rendering import (
     CHART,
@@ -102,6 +106,7 @@ def test_autoscalers_target_the_app_deployments(
         "dev": set(),
         "redis-state": {"order-service-api", "order-service-placer"},
         "ingress-keda": {"order-service-api"},  # KEDA scales the placer instead
+        "managed": {"order-service-api", "order-service-placer"},
     }[profile]
     assert targets == expected
     for deployment in of_kind(manifests, "Deployment"):
@@ -151,6 +156,16 @@ def test_components_are_scoped_to_the_apps_that_use_them(
         ("redis: {secretName: ''}", "/redis/secretName"),
         ("resiliency: {maxInterval: ten seconds}", "/resiliency/maxInterval"),
         ("image: {pullPolicy: Sometimes}", "/image/pullPolicy"),
+        ("image: {digest: {api: latest}}", "/image/digest/api"),
+        ("redis: {enableTLS: 'yes'}", "/redis/enableTLS"),
+        (
+            "api: {topologySpreadConstraints: [{maxSkew: 1, topologyKey: zone, "
+            "whenUnsatisfiable: Sometimes}]}",
+            "/api/topologySpreadConstraints/0/whenUnsatisfiable",
+        ),
+        ("networkPolicy: {egress: {enabled: true, storeCIDRs: [db]}}", "/networkPolicy/egress"),
+        ("networkPolicy: {extraEgress: []}", "/networkPolicy"),  # extra rules go per app
+        ("dapr: {metricsPort: 0}", "/dapr/metricsPort"),
     ],
 )
 def test_values_schema_rejects_bad_values(tmp_path: Path, values: str, message: str) -> None:
@@ -162,3 +177,43 @@ def test_values_schema_rejects_bad_values(tmp_path: Path, values: str, message: 
     )  # fmt: skip
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def value_paths(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    """The dotted path of every key of values.yaml, parents before their children."""
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        yield path
+        if isinstance(value, dict):
+            yield from value_paths(value, f"{path}.")
+
+
+def schema_properties(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any] | None:
+    """The properties a schema node names (following $ref and allOf); None for a free-form
+    object."""
+    while "$ref" in node:
+        node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+    properties = dict(node.get("properties", {}))
+    for part in node.get("allOf", []):
+        properties |= schema_properties(schema, part) or {}
+    return properties or None
+
+
+def test_every_value_is_in_the_schema_and_the_readme() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    readme = (CHART / "README.md").read_text()
+    documented = set(re.findall(r"`([A-Za-z][\w.*]*)`", readme))
+    nodes: dict[str, dict[str, Any] | None] = {"": schema}
+    for path in value_paths(values):
+        parent, _, key = path.rpartition(".")
+        node = nodes.get(parent)
+        properties = schema_properties(schema, node) if node is not None else None
+        if properties is not None:
+            assert key in properties, f"{path} is not in values.schema.json"
+        nodes[path] = properties.get(key) if properties else None
+        # A key, or one of its parents, or `<parent>.*`, has a row in the values table.
+        prefixes = [path.rsplit(".", n)[0] for n in range(path.count(".") + 1)]
+        named = any(p in documented or f"{p}.*" in documented for p in prefixes)
+        has_children = any(d.startswith(f"{path}.") for d in documented)
+        assert named or has_children, f"{path} is not in the chart README"

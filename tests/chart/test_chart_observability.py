@@ -2,6 +2,7 @@
 alert rules and a dashboard that validate and query only metrics the apps serve."""
 
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -81,10 +82,15 @@ def test_every_app_pod_says_where_its_metrics_are() -> None:
 
 
 def test_network_policies_let_the_scrapers_in() -> None:
+    """To the apps' metrics port and their sidecars' (9090), from `metrics.scrapeFrom`."""
     policies = of_kind(render(), "NetworkPolicy")
+    assert len(policies) == 2
+    monitoring = {"kubernetes.io/metadata.name": "monitoring"}
+    scrapers = [{"namespaceSelector": {"matchLabels": monitoring}}]
     for policy in policies:
         rules = policy["spec"]["ingress"]
-        assert any(rule["ports"] == [{"port": 9464, "protocol": "TCP"}] for rule in rules)
+        ports = [{"port": 9464, "protocol": "TCP"}, {"port": 9090, "protocol": "TCP"}]
+        assert {"from": scrapers, "ports": ports} in rules
 
 
 def test_monitoring_resources_are_off_by_default() -> None:
@@ -118,9 +124,19 @@ def test_service_monitor_finds_both_apps_metrics_ports(monitored: list[dict[str,
         assert "metrics" in {port["name"] for port in service["spec"]["ports"]}
         components.add(service["metadata"]["labels"]["app.kubernetes.io/component"])
     assert components == {"api", "placer"}
-    # The sidecars' Services, as the Dapr operator makes them.
+    # The sidecars' Services, as the Dapr operator makes them (`<app-id>-dapr`, with the label
+    # dapr.io/enabled only): this release's, not another Dapr app's in the namespace.
     assert sidecars["spec"]["selector"]["matchLabels"] == {"dapr.io/enabled": "true"}
-    assert sidecars["spec"]["endpoints"][0]["port"] == "dapr-metrics"
+    assert sidecars["spec"]["namespaceSelector"] == {"matchNames": ["orders"]}
+    [endpoint] = sidecars["spec"]["endpoints"]
+    assert endpoint["port"] == "dapr-metrics"
+    [keep] = endpoint["relabelings"]
+    assert keep["action"] == "keep"
+    assert keep["sourceLabels"] == ["__meta_kubernetes_service_name"]
+    kept = {name for name in ("order-service-api-dapr", "order-service-placer-dapr",
+                              "other-app-dapr", "order-service-api-dapr-x")
+            if re.fullmatch(keep["regex"], name)}  # fmt: skip
+    assert kept == {"order-service-api-dapr", "order-service-placer-dapr"}
 
 
 def test_alert_rules_query_served_metrics(monitored: list[dict[str, Any]]) -> None:
@@ -154,11 +170,13 @@ def test_dashboard_is_grafana_json_on_served_metrics(monitored: list[dict[str, A
 
 
 def test_traces_go_to_the_configured_collector(monitored: list[dict[str, Any]]) -> None:
-    (configuration,) = of_kind(monitored, "Configuration")
-    otel = configuration["spec"]["tracing"]["otel"]
-    assert otel == {"endpointAddress": "otel-collector.monitoring:4318", "isSecure": False,
-                    "protocol": "http"}  # fmt: skip
+    configurations = {c["metadata"]["name"]: c for c in of_kind(monitored, "Configuration")}
+    assert len(configurations) == 2
     for pod in app_pods(monitored):
+        configuration = configurations[pod["metadata"]["annotations"]["dapr.io/config"]]
+        otel = configuration["spec"]["tracing"]["otel"]
+        assert otel == {"endpointAddress": "otel-collector.monitoring:4318", "isSecure": False,
+                        "protocol": "http"}  # fmt: skip
         env = {item["name"]: item.get("value") for item in pod["spec"]["containers"][0]["env"]}
         assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
         sampling = configuration["spec"]["tracing"]["samplingRate"]

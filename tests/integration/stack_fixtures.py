@@ -99,10 +99,12 @@ def fast_retry_components(target: Path) -> Path:
 
 def local_stack_options(stores: Stores, components: Path, app_env: dict[str, str]) -> StackOptions:
     """Options of a test stack on `stores`, with fresh tokens between apps and sidecars."""
+    placer_config = components / "config-placer.yaml"
     return StackOptions(
         stores=stores.endpoints(),
         resources=[components / "common", components / stores.kind.value],
         config=components / "config.yaml",
+        placer_config=placer_config if placer_config.exists() else None,
         app_env=app_env,
         dapr_api_token=secrets.token_urlsafe(24),
         app_api_token=secrets.token_urlsafe(24),
@@ -133,7 +135,8 @@ def running_stack(
     app_ids: tuple[str, str] | None = None,
 ) -> Iterator[RunningStack]:
     """Starts (and at the end stops) a stack; with its own stores unless `stores` is given.
-    `components` holds `config.yaml`, `common/` and one folder per state store kind."""
+    `components` holds `config.yaml` (and `config-placer.yaml` when the placer's sidecar has its
+    own), `common/` and one folder per state store kind."""
     tmp.mkdir(parents=True, exist_ok=True)
     ledger_path = tmp / "exchange-ledger.sqlite3"
     env = {

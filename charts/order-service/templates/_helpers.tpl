@@ -38,6 +38,12 @@ app.kubernetes.io/name: {{ include "order-service.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* Labels that select one component's pods (.component: api, placer, redis...). */}}
+{{- define "order-service.componentSelectorLabels" -}}
+{{ include "order-service.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
 {{/* The service account's name. */}}
 {{- define "order-service.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
@@ -71,19 +77,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "order-service.outboxMarkerStore" -}}
 {{- printf "%s-outbox-markers" (include "order-service.fullname" .) }}
 {{- end }}
+{{/* One Dapr Configuration per app (.component), named as the app: their API allow-lists
+differ. */}}
 {{- define "order-service.daprConfig" -}}
-{{- printf "%s-dapr" (include "order-service.fullname" .) }}
+{{- printf "%s-%s" (include "order-service.fullname" .root) .component | trunc 63 | trimSuffix "-" }}
 {{- end }}
+{{/* The Secret whose key `token` is the Dapr API token (apps -> sidecars). */}}
 {{- define "order-service.tokensSecret" -}}
 {{- default (printf "%s-dapr-tokens" (include "order-service.fullname" .)) .Values.dapr.tokensSecret }}
 {{- end }}
+{{/* The Secret whose key `token` is the app token (placer's sidecar -> placer). */}}
+{{- define "order-service.appTokenSecret" -}}
+{{- default (printf "%s-dapr-app-token" (include "order-service.fullname" .)) .Values.dapr.appTokenSecret }}
+{{- end }}
 
 {{/* The image of one app ("api" or "placer"): image.<app> when set, else built from the
-repository and tag. */}}
+repository and pinned by image.digest.<app> when set, else by the tag. */}}
 {{- define "order-service.image" -}}
 {{- $override := index .root.Values.image .app }}
+{{- $digest := index (.root.Values.image.digest | default dict) .app }}
 {{- if $override }}
 {{- $override }}
+{{- else if $digest }}
+{{- printf "%s/order-%s@%s" .root.Values.image.repository .app $digest }}
 {{- else }}
 {{- printf "%s/order-%s:%s" .root.Values.image.repository .app (default .root.Chart.AppVersion .root.Values.image.tag) }}
 {{- end }}
@@ -128,13 +144,19 @@ repository and tag. */}}
       key: token
 {{- end }}
 
-{{/* Annotations that have the Dapr control plane inject and configure the sidecar. */}}
+{{/* Annotations that have the Dapr control plane inject and configure the sidecar of one
+app (.component). */}}
 {{- define "order-service.daprAnnotations" -}}
 dapr.io/enabled: "true"
-dapr.io/config: {{ include "order-service.daprConfig" .root }}
+dapr.io/config: {{ include "order-service.daprConfig" . }}
 dapr.io/log-level: {{ .root.Values.dapr.logLevel }}
 dapr.io/log-as-json: "true"
 dapr.io/enable-metrics: "true"
+dapr.io/metrics-port: {{ .root.Values.dapr.metricsPort | quote }}
+{{- /* The pods mount no Kubernetes API token, and the built-in Kubernetes secret store fails
+without one (daprd would exit). The components' secretKeyRefs do not need it: the Dapr
+operator resolves them. */}}
+dapr.io/disable-builtin-k8s-secret-store: "true"
 {{- /* No app health check: see docs/decisions/0007-no-app-health-check.md. */}}
 dapr.io/api-token-secret: {{ include "order-service.tokensSecret" .root }}
 dapr.io/graceful-shutdown-seconds: {{ .root.Values.dapr.gracefulShutdownSeconds | quote }}
@@ -173,16 +195,27 @@ readinessProbe:
   {{- toYaml .root.Values.probes.readiness | nindent 2 }}
 {{- end }}
 
-{{/* The Redis connection of a Dapr component, from the Secret named in values. */}}
+{{/* The Redis connection of a Dapr component, from the Secret named in values: host,
+password, the ACL user when redis.usernameKey is set, TLS when redis.enableTLS. */}}
 {{- define "order-service.redisMetadata" -}}
 - name: redisHost
   secretKeyRef:
     name: {{ .Values.redis.secretName }}
     key: {{ .Values.redis.hostKey }}
+{{- with .Values.redis.usernameKey }}
+- name: redisUsername
+  secretKeyRef:
+    name: {{ $.Values.redis.secretName }}
+    key: {{ . }}
+{{- end }}
 - name: redisPassword
   secretKeyRef:
     name: {{ .Values.redis.secretName }}
     key: {{ .Values.redis.passwordKey }}
+{{- if .Values.redis.enableTLS }}
+- name: enableTLS
+  value: "true"
+{{- end }}
 {{- end }}
 
 {{/* The state store's type, version, connection and key prefix (.keyPrefix). */}}
@@ -211,11 +244,128 @@ metadata:
     value: {{ .keyPrefix }}
 {{- end }}
 
-{{/* The NetworkPolicy rule that lets the scrapers reach the metrics port. */}}
-{{- define "order-service.metricsIngress" -}}
-- from:
-    {{- toYaml .Values.metrics.scrapeFrom | nindent 4 }}
+{{/* Pod settings both apps share (.component: api or placer): service account without an
+API token, security context, scheduling (priority, spread over nodes and zones, node
+selection). */}}
+{{- define "order-service.podSpec" -}}
+{{- $values := index .root.Values .component -}}
+serviceAccountName: {{ include "order-service.serviceAccountName" .root }}
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+# Neither app calls the Kubernetes API; the sidecar gets its own token for Dapr's sentry.
+automountServiceAccountToken: false
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with $values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- include "order-service.topologySpreadConstraints" (dict "root" $.root "component" $.component "constraints" .) | nindent 2 }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The app's spread constraints (.constraints), each counting the app's own pods unless it
+names a labelSelector of its own. */}}
+{{- define "order-service.topologySpreadConstraints" -}}
+{{- $selector := dict "matchLabels" (include "order-service.componentSelectorLabels" . | fromYaml) }}
+{{- $constraints := list }}
+{{- range .constraints }}
+{{- $constraint := deepCopy . }}
+{{- if not (hasKey $constraint "labelSelector") }}
+{{- $_ := set $constraint "labelSelector" $selector }}
+{{- end }}
+{{- $constraints = append $constraints $constraint }}
+{{- end }}
+{{- toYaml $constraints }}
+{{- end }}
+
+
+{{/* The egress one app's pods (.component) need, besides the pod's loopback (app <-> sidecar),
+which no policy touches. Ports: DNS 53; Dapr's sentry 50001, operator 6500, placement 50005,
+scheduler 50006; the stores; the OTLP collector; the exchange stand-in (the placer). */}}
+{{- define "order-service.egressRules" -}}
+{{- $values := .root.Values }}
+{{- $egress := $values.networkPolicy.egress -}}
+# The cluster DNS.
+- to:
+    {{- toYaml $egress.dns | nindent 4 }}
   ports:
-    - port: {{ .Values.metrics.port }}
+    - port: 53
+      protocol: UDP
+    - port: 53
       protocol: TCP
+# Dapr's control plane: certificates (sentry), components and configuration (operator),
+# actors and jobs (placement, scheduler).
+- to:
+    {{- toYaml $egress.daprControlPlane | nindent 4 }}
+  ports:
+    {{- range $egress.daprControlPlanePorts }}
+    - port: {{ . }}
+      protocol: TCP
+    {{- end }}
+{{- $stores := dict "redis" $egress.redisPort }}
+{{- if eq $values.stateStore.type "postgresql" }}
+{{- $_ := set $stores "postgresql" $egress.postgresqlPort }}
+{{- end }}
+{{- if $values.devStores.enabled }}
+# The development stores of this release.
+{{- range $store, $port := $stores }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "order-service.componentSelectorLabels" (dict "root" $.root "component" $store) | nindent 10 }}
+  ports:
+    - port: {{ ternary 6379 5432 (eq $store "redis") }}
+      protocol: TCP
+{{- end }}
+{{- else }}
+# The stores (Redis{{ if hasKey $stores "postgresql" }}, PostgreSQL{{ end }}): at networkPolicy.egress.storeCIDRs, or anywhere.
+- ports:
+    {{- range $store, $port := $stores }}
+    - port: {{ $port }}
+      protocol: TCP
+    {{- end }}
+  {{- with $egress.storeCIDRs }}
+  to:
+    {{- range . }}
+    - ipBlock:
+        cidr: {{ . }}
+    {{- end }}
+  {{- end }}
+{{- end }}
+{{- with $values.tracing.otlpEndpoint }}
+# The OTLP collector that receives the traces.
+- ports:
+    - port: {{ splitList ":" . | last | atoi }}
+      protocol: TCP
+  {{- with $egress.otlpTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- if and (eq .component "placer") ($values.exchange).enabled }}
+# The shared exchange stand-in of this release.
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "order-service.componentSelectorLabels" (dict "root" .root "component" "exchange") | nindent 10 }}
+{{- end }}
+{{- with (index $values.networkPolicy .component).extraEgress }}
+{{ toYaml . }}
+{{- end }}
 {{- end }}
