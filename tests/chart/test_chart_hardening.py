@@ -289,7 +289,9 @@ def test_apps_reach_dns_dapr_and_the_dev_stores_and_nothing_else() -> None:
         other = pod("placer" if app == "api" else "api")
         assert not any(allows(policy, "egress", other, port) for port in SIDECAR_PORTS)
         assert not allows(policy, "egress", Endpoint("203.0.113.5"), 443)
-        assert not allows(policy, "egress", pod("exchange"), 8080)  # exchange.enabled is off
+        # The development profile's shared exchange stand-in: the placer's, on its port only.
+        assert allows(policy, "egress", pod("exchange"), 8080) is (app == "placer")
+        assert not allows(policy, "egress", pod("exchange"), 9464)
 
 
 def test_only_the_placer_reaches_the_exchange_stand_in() -> None:

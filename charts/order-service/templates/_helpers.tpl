@@ -358,12 +358,8 @@ scheduler 50006; the stores; the OTLP collector; the exchange stand-in (the plac
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
-{{- if and (eq .component "placer") ($values.exchange).enabled }}
-# The shared exchange stand-in of this release.
-- to:
-    - podSelector:
-        matchLabels:
-          {{- include "order-service.componentSelectorLabels" (dict "root" .root "component" "exchange") | nindent 10 }}
+{{- if eq .component "placer" }}
+{{ include "order-service.exchangeEgress" .root }}
 {{- end }}
 {{- with (index $values.networkPolicy .component).extraEgress }}
 {{ toYaml . }}
