@@ -15,11 +15,6 @@ from core.health import get_sidecar
 from tests.unit.fakes import MemorySidecar, repository
 
 
-@pytest.fixture
-def sidecar() -> MemorySidecar:
-    return MemorySidecar()
-
-
 @contextmanager
 def serving(api: FastAPI, sidecar: MemorySidecar) -> Iterator[TestClient]:
     """`api` under a test client, over `sidecar`."""

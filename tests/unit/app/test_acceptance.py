@@ -18,7 +18,6 @@ from tests.unit.fakes import (
     decide,
     decision_of,
     order_of_key,
-    repository,
     stored_order,
 )
 
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.anyio
 
 def request(**changes: object) -> OrderRequest:
     return OrderRequest.model_validate(limit_order_body(**changes))
-
-
-@pytest.fixture
-def sidecar() -> MemorySidecar:
-    return MemorySidecar()
-
-
-@pytest.fixture
-def orders(sidecar: MemorySidecar) -> OrderRepository:
-    return repository(sidecar)
 
 
 def commits(sidecar: MemorySidecar) -> list[str]:

@@ -15,21 +15,10 @@ from tests.unit.fakes import (
     MemorySidecar,
     decide,
     decision_of,
-    repository,
     store_order,
 )
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def sidecar() -> MemorySidecar:
-    return MemorySidecar()
-
-
-@pytest.fixture
-def orders(sidecar: MemorySidecar) -> OrderRepository:
-    return repository(sidecar)
 
 
 async def test_a_created_order_is_stored_without_its_outbox_projection(
