@@ -3,9 +3,11 @@ temporary directory, imported into the engine; the root filesystem's tarball is 
 by the suite and the package list."""
 
 import hashlib
+import json
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from cluster.docker import Engine, docker
@@ -37,6 +39,12 @@ def _names(name: str, packages: tuple[str, ...]) -> tuple[str, Path]:
     return tag, IMAGES_DIR / f"{name}-{DEBIAN_SUITE}-{key}.tar"
 
 
+def build_record(name: str, packages: tuple[str, ...]) -> dict[str, object]:
+    """What the debootstrap of this image took ({} if not recorded)."""
+    record = _names(name, packages)[1].with_suffix(".json")
+    return json.loads(record.read_text()) if record.exists() else {}
+
+
 def cached(engine: Engine, name: str, packages: tuple[str, ...]) -> bool:
     tag, tarball = _names(name, packages)
     return tarball.exists() or bool(docker(engine, "images", "-q", tag).strip())
@@ -66,6 +74,7 @@ def _debootstrap(tarball: Path, packages: tuple[str, ...]) -> None:
     TMP_DIR.mkdir(parents=True, exist_ok=True)
     IMAGES_DIR.mkdir(parents=True, exist_ok=True)
     rootfs = Path(tempfile.mkdtemp(prefix="rootfs-", dir=TMP_DIR))
+    started = time.monotonic()
     try:
         say(f"debootstrap {DEBIAN_SUITE} with {len(packages)} packages (first time only)")
         command = ["nice", "-n", "19", debootstrap, "--variant=minbase"]
@@ -84,6 +93,8 @@ def _debootstrap(tarball: Path, packages: tuple[str, ...]) -> None:
             check=True,
         )
         partial.rename(tarball)
+        record = {"seconds": round(time.monotonic() - started, 1), "bytes": tarball.stat().st_size}
+        tarball.with_suffix(".json").write_text(json.dumps(record))
         say(f"Debian root filesystem: {tarball} ({tarball.stat().st_size / 2**20:.0f} MiB)")
     finally:
         shutil.rmtree(rootfs, ignore_errors=True)

@@ -4,8 +4,10 @@ CACHE_DIR/cluster/bin/<name>-<version>-<hash of our go.mod, go.sum, main.go>/; G
 cache (GOCACHE, shared with every other Go build here) makes a rebuild after a change cheap."""
 
 import hashlib
+import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from devstack.processes import say
 MODULES_DIR = PROJECT_ROOT / "cluster" / "go"
 BIN_DIR = CACHE_DIR / "cluster" / "bin"
 BUILD_TIMEOUT_SECONDS = 3 * 3600
+BUILD_RECORD = "build.json"
 KUBERNETES_COMMANDS = (
     "kubeadm", "kubelet", "kubectl", "kube-apiserver", "kube-controller-manager",
     "kube-scheduler", "kube-proxy",
@@ -103,6 +106,16 @@ def binaries(name: str) -> Path:
     return target_dir
 
 
+def programs(directory: Path) -> list[Path]:
+    return sorted(path for path in directory.iterdir() if path.name != BUILD_RECORD)
+
+
+def build_record(name: str) -> dict[str, object]:
+    """What the cold build of BUILDS[name] took ({} if not recorded)."""
+    record = target(name) / BUILD_RECORD
+    return json.loads(record.read_text()) if record.exists() else {}
+
+
 def _build(build: GoBuild, module: Path, target: Path) -> None:
     go = shutil.which("go")
     if go is None:
@@ -111,10 +124,11 @@ def _build(build: GoBuild, module: Path, target: Path) -> None:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir()
+    started = time.monotonic()
     command = ["nice", "-n", "19", go, "build", "-v", "-trimpath", "-ldflags", build.ldflags]
     if build.tags:
         command += ["-tags", build.tags]
-    run_logged(
+    lines = run_logged(
         [*command, "-o", f"{partial}/", *build.packages],
         what=f"{build.name} build",
         log_name=f"go-build-{build.name}",
@@ -122,6 +136,9 @@ def _build(build: GoBuild, module: Path, target: Path) -> None:
         env={**os.environ, "CGO_ENABLED": "0"},
         cwd=module,
     )
+    # How long the cold build took, for the results of later (cached) runs.
+    seconds = round(time.monotonic() - started, 1)
+    (partial / BUILD_RECORD).write_text(json.dumps({"seconds": seconds, "packages": lines}))
     partial.rename(target)
-    sizes = ", ".join(f"{p.name} {p.stat().st_size / 2**20:.0f} MiB" for p in target.iterdir())
+    sizes = ", ".join(f"{p.name} {p.stat().st_size / 2**20:.0f} MiB" for p in programs(target))
     say(f"Built {build.name}: {sizes}")

@@ -29,9 +29,10 @@ def run_logged(
     timeout_seconds: float,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
-) -> None:
+) -> int:
     """Runs `command` with its output in LOG_DIR/<log_name>.log and a progress line a minute
-    (lines of output so far: `go build -v` writes one a package); its tail on failure."""
+    (lines of output so far: `go build -v` writes one a package); its tail on failure.
+    Returns the number of lines."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{log_name}.log"
     started = time.monotonic()
@@ -59,6 +60,7 @@ def run_logged(
         tail = log_path.read_text(errors="replace").splitlines()[-30:]
         sys.stderr.write("\n".join(tail) + "\n")
         raise MissingToolError(f"{what} failed (exit {returncode}); log: {log_path}")
+    return lines
 
 
 @dataclass
