@@ -29,7 +29,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 NODE_PACKAGES = (
     "systemd", "runc", "containernetworking-plugins", "iptables", "nftables", "conntrack",
     "iproute2", "ethtool", "ca-certificates", "mount", "util-linux", "kmod", "procps",
-    "libseccomp2", "bash", "e2fsprogs", "socat",
+    "libseccomp2", "bash", "e2fsprogs", "socat", "jq",
 )  # fmt: skip
 
 

@@ -47,7 +47,11 @@ def our_host() -> str:
 
 def engine() -> Engine:
     """An engine that runs `--privileged` containers: the running one if it does, else ours."""
-    running = Engine(host=os.environ.get("DOCKER_HOST"), ours=False)
+    host = os.environ.get("DOCKER_HOST")
+    running = Engine(host=host, ours=host == our_host())
+    if running.ours and _answers(running):
+        say(f"Docker: using the project's dockerd ({SOCKET})")
+        return running
     if _answers(running) and _runs_privileged(running):
         say("Docker: using the running engine")
         return running

@@ -62,14 +62,29 @@ def image_tarballs(engine: Engine) -> list[Path]:
     return [_tarball(engine, image) for image in required_images()]
 
 
-def _tarball(engine: Engine, image: str) -> Path:
+def cached() -> bool:
+    """Whether every image kubeadm needs has its tarball already."""
+    return all(_tarball_path(image).exists() for image in required_images())
+
+
+def _recipe(image: str) -> tuple[str, Recipe]:
     name = image.rsplit("/", 1)[1].split(":", 1)[0]
     recipe = RECIPES.get(name)
     if recipe is None:
         raise MissingToolError(f"kubeadm needs {image}, which cluster/images.py cannot make")
-    binary = gobuild.binaries(recipe.build) / recipe.binary
+    return name, recipe
+
+
+def _tarball_path(image: str) -> Path:
+    name, recipe = _recipe(image)
     extra = "-debian" if name == "kube-proxy" else ""
-    tarball = IMAGES_DIR / binary.parent.name / f"{name}{extra}.tar"
+    return IMAGES_DIR / gobuild.binaries(recipe.build).name / f"{name}{extra}.tar"
+
+
+def _tarball(engine: Engine, image: str) -> Path:
+    name, recipe = _recipe(image)
+    binary = gobuild.binaries(recipe.build) / recipe.binary
+    tarball = _tarball_path(image)
     if tarball.exists():
         return tarball
     say(f"Making the image {image}")
