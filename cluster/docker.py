@@ -27,6 +27,7 @@ START_TIMEOUT_SECONDS = 60
 STOP_TIMEOUT_SECONDS = 60
 WRAPPED_RUNTIME = "runc-capped"
 PROBE_IMAGE = "order-service/privileged-probe:empty"
+_started: list[subprocess.Popen[bytes]] = []
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,11 @@ def _start_dockerd() -> None:
     command += ["--data-root", str(ENGINE_DIR / "data"), "--exec-root", str(ENGINE_DIR / "run")]
     command += ["--config-file", str(_daemon_config())]
     with LOG.open("ab") as log:
-        subprocess.Popen(  # outlives us: `down` stops it through its pidfile
-            command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+        # It outlives us: `down` stops it through its pidfile. Kept to reap it if we do.
+        _started.append(
+            subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
+            )
         )
     engine = Engine(host=our_host(), ours=True)
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
@@ -188,9 +192,21 @@ def stop_ours() -> bool:
         return False
     say(f"Docker: stopping the project's dockerd (pid {pid})")
     deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
-    while Path(f"/proc/{pid}").exists():
+    while _alive(pid):
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
             break
         time.sleep(0.2)
     return True
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs; a dockerd this process started is reaped once it exits."""
+    for process in _started:
+        if process.pid == pid and process.poll() is not None:
+            return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"

@@ -32,13 +32,12 @@ def up() -> Engine:
     name = cluster_settings.CLUSTER_NAME
     with stages.stage("cluster create") as facts:
         if name in _clusters(running):
-            facts["cached"] = True
+            facts["already_up"] = True
             say(f"kind cluster {name} is already up")
         else:
             _kind(running, "create", "cluster", "--name", name, "--image", image,
                   "--config", str(KIND_CONFIG), "--wait", "5m")  # fmt: skip
-    with stages.stage("ready") as facts:
-        facts["cached"] = True  # waiting, not building
+    with stages.stage("ready"):
         node_kubectl(running, "wait", "--for=condition=Ready", "node", "--all",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",

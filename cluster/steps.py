@@ -88,7 +88,8 @@ class Stages:
             "command": self.command,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "total_seconds": round(time.monotonic() - self.started, 1),
-            "cold": not all(stage.get("cached") for stage in self.stages),
+            # Cold: something was built (engine and cluster stages only find or start things).
+            "cold": any(stage.get("cached") is False for stage in self.stages),
             "stages": self.stages,
             "cache_bytes": disk_usage(CACHE_DIR / "cluster"),
             **extra,
