@@ -168,10 +168,12 @@ def _daemon_config() -> Path:
         if runc is None:
             raise MissingToolError("runc is missing (Debian: apt-get install runc)")
         say(f"Docker: this host lacks {', '.join(sorted(missing))}: runc wrapped to drop it")
+        # A copy beside the engine, run by the system's Python: independent of this checkout.
+        script = ENGINE_DIR / "runc_wrapper.py"
+        shutil.copyfile(runc_wrapper.__file__, script)
+        python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
         wrapper = ENGINE_DIR / "runc-capped"
-        wrapper.write_text(
-            f'#!/bin/sh\nexec {sys.executable} -I {runc_wrapper.__file__} {runc} "$@"\n'
-        )
+        wrapper.write_text(f'#!/bin/sh\nexec {python} -I {script} {runc} "$@"\n')
         wrapper.chmod(0o755)
         config["runtimes"] = {WRAPPED_RUNTIME: {"path": str(wrapper)}}
         config["default-runtime"] = WRAPPED_RUNTIME

@@ -1,5 +1,5 @@
-"""Settings: the apps' in core/config.py, the local stack's in devstack/config.py, every
-variable documented in .env.example."""
+"""Settings: the apps' in core/config.py, the local stack's in devstack/config.py, the local
+cluster's in cluster/config.py, every variable documented in .env.example."""
 
 import re
 
@@ -7,6 +7,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from cluster.config import ClusterSettings
 from core.config import PROJECT_ROOT, Environment, Settings
 from devstack.config import DevstackSettings
 
@@ -18,11 +19,12 @@ def names(settings_class: type[BaseSettings]) -> set[str]:
 def test_every_setting_is_documented_in_env_example_and_nothing_else() -> None:
     text = (PROJECT_ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", text, re.MULTILINE))
-    assert documented == names(Settings) | names(DevstackSettings)
+    assert documented == names(Settings) | names(DevstackSettings) | names(ClusterSettings)
 
 
 def test_the_apps_and_the_local_stack_read_no_setting_in_common() -> None:
     assert names(Settings) & names(DevstackSettings) == set()
+    assert names(ClusterSettings) & (names(Settings) | names(DevstackSettings)) == set()
 
 
 @pytest.mark.parametrize(
