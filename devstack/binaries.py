@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from cluster.versions import HELM_VERSION, KIND_VERSION
 from core.config import PROJECT_ROOT
 from devstack.config import devstack_settings
 from devstack.processes import say
@@ -119,7 +120,7 @@ def postgres_bin_dir() -> Path:
     """The directory holding initdb and postgres (Debian keeps them off PATH)."""
     found = _find_postgres_bin_dir()
     if found is None:
-        _apt_install("postgresql")
+        apt_install("postgresql")
         found = _find_postgres_bin_dir()
     if found is None:
         raise MissingToolError("PostgreSQL was installed but initdb was not found")
@@ -142,14 +143,14 @@ def _major_version(initdb: Path) -> int:
 def _program(name: str, *, debian_package: str) -> Path:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
     if found is None:
-        _apt_install(debian_package)
+        apt_install(debian_package)
         found = shutil.which(name, path="/usr/sbin:/usr/bin")
     if found is None:
         raise MissingToolError(f"{debian_package} was installed but {name} was not found")
     return Path(found)
 
 
-def _apt_install(package: str) -> None:
+def apt_install(package: str) -> None:
     if not devstack_settings.ALLOW_PACKAGE_INSTALL:
         raise MissingToolError(f"{package} is missing and ALLOW_PACKAGE_INSTALL is not true")
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
@@ -184,8 +185,8 @@ def _services_not_started() -> Iterator[None]:
         policy.unlink()
 
 
-HELM_MODULE = "helm.sh/helm/v3/cmd/helm@v3.22.0"
-KIND_MODULE = "sigs.k8s.io/kind@v0.30.0"
+HELM_MODULE = f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"
+KIND_MODULE = f"sigs.k8s.io/kind@{KIND_VERSION}"
 
 
 def helm() -> Path:

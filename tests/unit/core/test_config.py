@@ -1,5 +1,6 @@
 """Settings: the apps' in core/config.py, the local stack's in devstack/config.py, the exchange
-stand-in service's in exchange/config.py, every variable documented in .env.example."""
+stand-in service's in exchange/config.py, the local cluster's in cluster/config.py, every variable
+documented in .env.example."""
 
 import re
 
@@ -7,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from cluster.config import ClusterSettings
 from core.config import PROJECT_ROOT, Environment, Settings
 from devstack.config import DevstackSettings
 from exchange.config import ExchangeSettings
@@ -19,11 +21,13 @@ def names(settings_class: type[BaseSettings]) -> set[str]:
 def test_every_setting_is_documented_in_env_example_and_nothing_else() -> None:
     text = (PROJECT_ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z_]+)=", text, re.MULTILINE))
-    assert documented == names(Settings) | names(DevstackSettings) | names(ExchangeSettings)
+    everything = names(Settings) | names(DevstackSettings) | names(ExchangeSettings)
+    assert documented == everything | names(ClusterSettings)
 
 
 def test_the_apps_and_the_local_stack_read_no_setting_in_common() -> None:
     assert names(Settings) & names(DevstackSettings) == set()
+    assert names(ClusterSettings) & (names(Settings) | names(DevstackSettings)) == set()
 
 
 def test_the_exchange_service_reads_no_setting_of_the_apps_or_the_local_stack() -> None:

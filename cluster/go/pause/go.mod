@@ -1,0 +1,3 @@
+module github.com/order-service/cluster/pause
+
+go 1.26.0

@@ -1,0 +1,172 @@
+"""`up` and `down`: the kind cluster on an engine that can run it, from kind's published node
+image where it can be pulled, else from the node image built here."""
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+from cluster import base, gobuild, images, node
+from cluster.config import BuildOffline, cluster_settings
+from cluster.docker import Engine, docker, engine, our_host, stop_ours
+from cluster.steps import Stages
+from cluster.versions import KIND_NODE_IMAGE
+from devstack import binaries
+from devstack.binaries import MissingToolError
+from devstack.processes import say
+
+KIND_CONFIG = Path(__file__).with_name("node") / "kind-config.yaml"
+CREATE_TIMEOUT_SECONDS = 900
+READY_TIMEOUT = "300s"
+PULL_TIMEOUT_SECONDS = 1800
+
+
+def up() -> Engine:
+    """Brings the cluster up (or finds it up) and waits until its node and DNS are Ready."""
+    stages = Stages("up")
+    with stages.stage("engine") as facts:
+        running = engine()
+        facts["ours"] = running.ours
+    image = _node_image(running, stages)
+    name = cluster_settings.CLUSTER_NAME
+    with stages.stage("cluster create") as facts:
+        if name in _clusters(running):
+            facts["already_up"] = True
+            say(f"kind cluster {name} is already up")
+        else:
+            _kind(running, "create", "cluster", "--name", name, "--image", image,
+                  "--config", str(KIND_CONFIG), "--wait", "5m")  # fmt: skip
+    with stages.stage("ready"):
+        node_kubectl(running, "wait", "--for=condition=Ready", "node", "--all",
+                     f"--timeout={READY_TIMEOUT}")  # fmt: skip
+        node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
+                     f"--timeout={READY_TIMEOUT}")  # fmt: skip
+    results = stages.write(node_image=image, image_bytes=_image_sizes(running, image))
+    say(f"Cluster {name} is ready (kubectl context kind-{name}; timings: {results})")
+    if running.ours:
+        say(f"Docker clients reach it with DOCKER_HOST={our_host()}")
+    return running
+
+
+def is_up() -> bool:
+    """Whether the cluster runs on the running engine or on ours."""
+    return any(cluster_settings.CLUSTER_NAME in clusters for clusters in _clusters_anywhere())
+
+
+def _clusters_anywhere() -> Iterator[list[str]]:
+    for candidate in (Engine(host=None, ours=False), Engine(host=our_host(), ours=True)):
+        try:
+            yield _clusters(candidate)
+        except (MissingToolError, subprocess.TimeoutExpired):
+            continue
+
+
+def down() -> None:
+    """Deletes the cluster and stops the project's dockerd if it runs."""
+    for candidate in (Engine(host=None, ours=False), Engine(host=our_host(), ours=True)):
+        try:
+            clusters = _clusters(candidate)
+        except (MissingToolError, subprocess.TimeoutExpired):
+            continue
+        if cluster_settings.CLUSTER_NAME in clusters:
+            _kind(candidate, "delete", "cluster", "--name", cluster_settings.CLUSTER_NAME)
+    if not stop_ours():
+        say("The project's dockerd was not running")
+
+
+def build() -> Engine:
+    """Builds (or finds cached) the node image and everything on it, without a cluster."""
+    stages = Stages("build")
+    with stages.stage("engine"):
+        running = engine()
+    image = _build_node_image(running, stages)
+    stages.write(node_image=image, image_bytes=_image_sizes(running, image))
+    return running
+
+
+def node_kubectl(running: Engine, *args: str) -> str:
+    """kubectl inside the control-plane node: no kubectl needed on the host."""
+    container = f"{cluster_settings.CLUSTER_NAME}-control-plane"
+    return docker(running, "exec", container, "kubectl",
+                  "--kubeconfig=/etc/kubernetes/admin.conf", *args, timeout=360)  # fmt: skip
+
+
+def kubectl() -> Path:
+    """kubectl for the host: on PATH, else the one built with the node's binaries."""
+    on_path = shutil.which("kubectl")
+    return Path(on_path) if on_path else gobuild.binaries("kubernetes") / "kubectl"
+
+
+def _node_image(running: Engine, stages: Stages) -> str:
+    mode = cluster_settings.CLUSTER_BUILD_OFFLINE
+    if mode is not BuildOffline.ALWAYS:
+        with stages.stage("pull published node image") as facts:
+            pulled = _pull(running, KIND_NODE_IMAGE)
+            facts["pulled"] = pulled
+        if pulled:
+            return KIND_NODE_IMAGE
+        if mode is BuildOffline.NEVER:
+            raise MissingToolError(f"{KIND_NODE_IMAGE} cannot be pulled (CLUSTER_BUILD_OFFLINE)")
+        say("The published node image cannot be pulled: building it here")
+    return _build_node_image(running, stages)
+
+
+def _build_node_image(running: Engine, stages: Stages) -> str:
+    """Each part in its own stage, so the results show what the cold build costs."""
+    with stages.stage("base image") as facts:
+        facts["cached"] = base.cached(running, "kind-node-base", base.NODE_PACKAGES)
+        base.debian_image(running, "kind-node-base", base.NODE_PACKAGES)
+        facts["cold_build"] = base.build_record("kind-node-base", base.NODE_PACKAGES)
+    for name in gobuild.BUILDS:
+        with stages.stage(f"go build {name}") as facts:
+            facts["cached"] = gobuild.target(name).is_dir()
+            programs = gobuild.programs(gobuild.binaries(name))
+            facts["bytes"] = sum(path.stat().st_size for path in programs)
+            facts["cold_build"] = gobuild.build_record(name)
+    with stages.stage("images") as facts:
+        facts["cached"] = images.cached()
+        tarballs = images.image_tarballs(running)
+        facts["bytes"] = {path.name: path.stat().st_size for path in tarballs}
+    with stages.stage("node image") as facts:
+        facts["cached"] = node.cached(running)
+        return node.node_image(running)
+
+
+def _pull(running: Engine, image: str) -> bool:
+    if docker(running, "images", "-q", image.split("@", maxsplit=1)[0]).strip():
+        return True
+    say(f"Trying to pull {image} (CLUSTER_PULL_TIMEOUT_SECONDS for the registry to answer)")
+    try:
+        # The registry answering a manifest request shows a pull can work at all.
+        subprocess.run(["docker", "manifest", "inspect", image.split("@", maxsplit=1)[0]],
+                       env=running.env(), capture_output=True, check=True,
+                       timeout=cluster_settings.CLUSTER_PULL_TIMEOUT_SECONDS)  # fmt: skip
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+        return False
+    docker(running, "pull", image, timeout=PULL_TIMEOUT_SECONDS)
+    return True
+
+
+def _clusters(running: Engine) -> list[str]:
+    return _kind(running, "get", "clusters", quiet=True).split()
+
+
+def _kind(running: Engine, *args: str, quiet: bool = False) -> str:
+    result = subprocess.run(
+        [str(binaries.kind()), *args],
+        env=running.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE if quiet else None,  # kind's progress goes to stderr
+        text=True,
+        timeout=CREATE_TIMEOUT_SECONDS,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise MissingToolError(f"kind {' '.join(args)} failed (exit {result.returncode})")
+    return result.stdout or ""
+
+
+def _image_sizes(running: Engine, image: str) -> dict[str, int]:
+    output = docker(running, "image", "inspect", "--format", "{{json .Size}}", image)
+    return {image: json.loads(output)}

@@ -1,0 +1,113 @@
+"""Long-running steps: their progress on the terminal, their output in a log file, and the time
+each stage took, written to cluster/results/latest.json for the README to link."""
+
+import contextlib
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from core.config import PROJECT_ROOT
+from devstack.binaries import CACHE_DIR, MissingToolError
+from devstack.processes import say
+
+LOG_DIR = CACHE_DIR / "cluster" / "logs"
+RESULTS = PROJECT_ROOT / "cluster" / "results" / "latest.json"
+PROGRESS_EVERY_SECONDS = 60.0
+
+
+def run_logged(
+    command: Sequence[str],
+    *,
+    what: str,
+    log_name: str,
+    timeout_seconds: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> int:
+    """Runs `command` with its output in LOG_DIR/<log_name>.log and a progress line a minute
+    (lines of output so far: `go build -v` writes one a package); its tail on failure.
+    Returns the number of lines."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{log_name}.log"
+    started = time.monotonic()
+    last_said = started
+    lines = 0
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            list(command),
+            env=None if env is None else dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert process.stdout is not None
+        for line in process.stdout:
+            log.write(line)
+            lines += 1
+            if time.monotonic() - last_said > PROGRESS_EVERY_SECONDS:
+                last_said = time.monotonic()
+                say(f"  {what}: {last_said - started:.0f} s, {lines} lines (log: {log_path})")
+        returncode = process.wait(timeout=max(1.0, timeout_seconds - (time.monotonic() - started)))
+    if returncode != 0:
+        tail = log_path.read_text(errors="replace").splitlines()[-30:]
+        sys.stderr.write("\n".join(tail) + "\n")
+        raise MissingToolError(f"{what} failed (exit {returncode}); log: {log_path}")
+    return lines
+
+
+@dataclass
+class Stages:
+    """Times each stage of a command and records what it found (cached or built)."""
+
+    command: str
+    stages: list[dict[str, object]] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[dict[str, object]]:
+        """Times the block; the block may add facts (sizes, "cached": True) to the dict."""
+        facts: dict[str, object] = {"stage": name}
+        begun = time.monotonic()
+        say(f"{name} ...")
+        yield facts
+        facts["seconds"] = round(time.monotonic() - begun, 1)
+        self.stages.append(facts)
+        say(f"{name}: done in {facts['seconds']} s")
+
+    def write(self, **extra: object) -> Path:
+        """Writes the results file (the last run of the command; a cold run keeps its own)."""
+        document = {
+            "command": self.command,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "total_seconds": round(time.monotonic() - self.started, 1),
+            # Cold: something was built (engine and cluster stages only find or start things).
+            "cold": any(stage.get("cached") is False for stage in self.stages),
+            "stages": self.stages,
+            "cache_bytes": disk_usage(CACHE_DIR / "cluster"),
+            **extra,
+        }
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+        if document["cold"]:
+            shutil.copyfile(RESULTS, RESULTS.with_name("cold.json"))
+        return RESULTS
+
+
+def disk_usage(path: Path) -> dict[str, int]:
+    """Bytes in each directory under `path` (du: hard links once, the engine's layers too)."""
+    sizes: dict[str, int] = {}
+    for child in sorted(path.iterdir()) if path.exists() else []:
+        result = subprocess.run(
+            ["du", "-sb", str(child)], capture_output=True, text=True, timeout=300, check=False
+        )
+        if result.returncode == 0:
+            sizes[child.name] = int(result.stdout.split()[0])
+    return sizes
