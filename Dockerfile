@@ -1,24 +1,45 @@
-# syntax=docker/dockerfile:1
 # One file, two images: `--target api` (the order API) and `--target placer` (the placer).
 # Both run as a non-root user from a read-only root filesystem; Dapr runs beside them as the
 # sidecar that the Dapr control plane injects.
+#
+# Build arguments:
+#   BASE_IMAGE    an image with Python 3.11 as `python3` (default: the official slim image; the
+#                 local cluster uses a Debian bookworm image made with debootstrap, cluster/base.py)
+#   DEPENDENCIES  `index`: uv installs the locked dependencies from PyPI (default);
+#                 `wheels`: pip installs them without network from the context's wheels/
+#                 directory (requirements.txt exported from uv.lock with hashes, the wheels, and
+#                 pip's own wheel), made by cluster/app_images.py before the build.
+# Works with BuildKit and with the classic builder (no syntax directive to pull, no stages
+# skipped by choice of argument).
 
-ARG PYTHON_VERSION=3.11
+ARG BASE_IMAGE=python:3.11-slim
 
-FROM python:${PYTHON_VERSION}-slim AS build
-# uv installs exactly the locked dependencies (no dev tools) into /srv/.venv.
-RUN pip install --no-cache-dir uv==0.13.8
-ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
+FROM ${BASE_IMAGE} AS build
+ARG DEPENDENCIES=index
+ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never \
+    PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /srv
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project
+# wheels/ is optional: the wildcard matches nothing where it is absent.
+COPY uv.lock wheels* /tmp/wheels/
+# Either way the locked dependencies (no dev tools) end up in /srv/.venv, without pip or uv.
+RUN if [ "$DEPENDENCIES" = wheels ]; then \
+        python3 -m venv --without-pip /srv/.venv \
+        && pip_wheel="$(echo /tmp/wheels/pip-*.whl)" \
+        && /srv/.venv/bin/python "$pip_wheel/pip" install --no-index \
+           --find-links /tmp/wheels --require-hashes -r /tmp/wheels/requirements.txt; \
+    else \
+        pip install --no-cache-dir uv==0.13.8 \
+        && uv sync --frozen --no-dev --no-install-project; \
+    fi \
+    && rm -rf /tmp/wheels
 COPY core/ core/
 COPY app/ app/
 COPY placer/ placer/
 # The shared exchange stand-in runs from the placer's image: `python -m exchange`.
 COPY exchange/ exchange/
 
-FROM python:${PYTHON_VERSION}-slim AS runtime
+FROM ${BASE_IMAGE} AS runtime
 RUN useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin orders
 WORKDIR /srv
 COPY --from=build /srv /srv

@@ -1,5 +1,6 @@
-"""`./run cluster` (up), `./run cluster down`, and `python -m cluster build` (the node image
-and everything on it, without a cluster)."""
+"""`./run cluster` (up), `./run cluster down`, `python -m cluster build` (the node image
+and everything on it, without a cluster) and `python -m cluster images` (the app images,
+loaded into the cluster when it is up)."""
 
 import subprocess
 import sys
@@ -10,7 +11,12 @@ from devstack.processes import say
 
 
 def main() -> int:
-    commands = {"up": kind.up, "down": kind.down, "build": kind.build}
+    commands = {
+        "up": kind.up,
+        "down": kind.down,
+        "build": kind.build,
+        "images": kind.app_images_only,
+    }
     command = sys.argv[1] if len(sys.argv) > 1 else "up"
     if command not in commands:
         sys.exit(f"usage: python -m cluster [{'|'.join(commands)}], not {command!r}")

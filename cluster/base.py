@@ -39,6 +39,11 @@ def _names(name: str, packages: tuple[str, ...]) -> tuple[str, Path]:
     return tag, IMAGES_DIR / f"{name}-{DEBIAN_SUITE}-{key}.tar"
 
 
+def image_tag(name: str, packages: tuple[str, ...]) -> str:
+    """The tag debian_image gives this image (without making it)."""
+    return _names(name, packages)[0]
+
+
 def build_record(name: str, packages: tuple[str, ...]) -> dict[str, object]:
     """What the debootstrap of this image took ({} if not recorded)."""
     record = _names(name, packages)[1].with_suffix(".json")

@@ -7,10 +7,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from cluster import base, gobuild, images, node
+from cluster import app_images, base, gobuild, images, node
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker, engine, our_host, stop_ours
-from cluster.steps import Stages
+from cluster.steps import RESULTS, Stages
 from cluster.versions import KIND_NODE_IMAGE
 from devstack import binaries
 from devstack.binaries import MissingToolError
@@ -42,7 +42,9 @@ def up() -> Engine:
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
-    results = stages.write(node_image=image, image_bytes=_image_sizes(running, image))
+    built = app_images.stages(running, stages, image != KIND_NODE_IMAGE, name)
+    sizes = {**_image_sizes(running, image), **app_images.sizes(running, built)}
+    results = stages.write(node_image=image, app_images=built.all, image_bytes=sizes)
     say(f"Cluster {name} is ready (kubectl context kind-{name}; timings: {results})")
     if running.ours:
         say(f"Docker clients reach it with DOCKER_HOST={our_host()}")
@@ -82,6 +84,24 @@ def build() -> Engine:
         running = engine()
     image = _build_node_image(running, stages)
     stages.write(node_image=image, image_bytes=_image_sizes(running, image))
+    return running
+
+
+def app_images_only() -> Engine:
+    """Builds (or finds) the app images; loads them into the cluster if it is up."""
+    stages = Stages("images", results=RESULTS.with_name("images.json"))
+    with stages.stage("engine"):
+        running = engine()
+    build_offline = app_images.offline(running)
+    name = cluster_settings.CLUSTER_NAME
+    if name in _clusters(running):
+        built = app_images.stages(running, stages, build_offline, name)
+    else:
+        with stages.stage("app images") as facts:
+            facts["cached"] = app_images.cached(running, build_offline)
+            built = app_images.build(running, build_offline)
+        say(f"kind cluster {name} is not up: the images are built, not loaded")
+    stages.write(app_images=built.all, image_bytes=app_images.sizes(running, built))
     return running
 
 

@@ -68,6 +68,7 @@ class Stages:
     """Times each stage of a command and records what it found (cached or built)."""
 
     command: str
+    results: Path = RESULTS  # `up` and `build` share it (and cold.json); others have their own
     stages: list[dict[str, object]] = field(default_factory=list)
     started: float = field(default_factory=time.monotonic)
 
@@ -94,11 +95,11 @@ class Stages:
             "cache_bytes": disk_usage(CACHE_DIR / "cluster"),
             **extra,
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(document, indent=2) + "\n")
-        if document["cold"]:
+        self.results.parent.mkdir(parents=True, exist_ok=True)
+        self.results.write_text(json.dumps(document, indent=2) + "\n")
+        if document["cold"] and self.results == RESULTS:
             shutil.copyfile(RESULTS, RESULTS.with_name("cold.json"))
-        return RESULTS
+        return self.results
 
 
 def disk_usage(path: Path) -> dict[str, int]:
