@@ -116,7 +116,7 @@ def build(engine: Engine, build_offline: bool) -> AppImages:
     try:
         for app in APPS:
             say(f"Building {images.image(app)}")
-            command = ["nice", "-n", "19", "docker", "build", "--target", app]
+            command = ["nice", "-n", "19", "docker", "build", "--force-rm", "--target", app]
             command += ["--tag", images.image(app)]
             if build_offline:
                 command += ["--build-arg", f"BASE_IMAGE={base_image}"]

@@ -64,6 +64,11 @@ def engine() -> Engine:
     return ours
 
 
+def ours_answers() -> bool:
+    """Whether the project's dockerd runs (callers that start it can tell whether to stop it)."""
+    return _answers(Engine(host=our_host(), ours=True))
+
+
 def docker(engine: Engine, *args: str, timeout: float = CLIENT_TIMEOUT_SECONDS) -> str:
     """Runs a docker client command against `engine`; its output, or an error with stderr."""
     result = subprocess.run(
