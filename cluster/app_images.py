@@ -72,6 +72,8 @@ def stages(engine: Engine, stages: Stages, build_offline: bool, cluster: str) ->
         facts["tag"] = images.tag
         facts["bytes"] = sizes(engine, images)
         facts["cold_build"] = build_record(images)
+        if build_offline:
+            facts["base_cold_build"] = base.build_record("python-base", PYTHON_PACKAGES)
     with stages.stage("app images load"):
         load(engine, images, cluster)
     say(
@@ -148,9 +150,14 @@ def sizes(engine: Engine, images: AppImages) -> dict[str, int]:
 
 
 def load(engine: Engine, images: AppImages, cluster: str) -> None:
-    """Loads both images into the kind node (kind skips one the node already has)."""
+    """Loads into the kind node (one node: cluster/node/kind-config.yaml) what it lacks."""
+    node = f"{cluster}-control-plane"
+    listed = docker(engine, "exec", node, "ctr", "--namespace=k8s.io", "images", "list", "-q")
+    missing = [image for image in images.all if f"docker.io/{image}" not in listed.split()]
+    if not missing:
+        return
     result = subprocess.run(
-        [str(binaries.kind()), "load", "docker-image", "--name", cluster, *images.all],
+        [str(binaries.kind()), "load", "docker-image", "--name", cluster, *missing],
         env=engine.env(),
         capture_output=True,
         text=True,
