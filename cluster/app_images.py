@@ -218,8 +218,24 @@ def _wheels() -> Path:
         return target
     started = time.monotonic()
     say("Downloading the locked wheels for the app images (first time for this uv.lock)")
+    TMP_DIR.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix="wheels-", dir=TMP_DIR))
-    requirements = partial / "requirements.txt"
+    try:
+        _download(partial)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    WHEELS_DIR.mkdir(parents=True, exist_ok=True)
+    partial.rename(target)
+    record = {"seconds": round(time.monotonic() - started, 1), "files": len(list(target.iterdir()))}
+    target.with_suffix(".json").write_text(json.dumps(record))
+    say(f"Wheels: {target} ({record['files']} files in {record['seconds']} s)")
+    return target
+
+
+def _download(directory: Path) -> None:
+    """uv exports the runtime requirements with their hashes; pip downloads their wheels."""
+    requirements = directory / "requirements.txt"
     uv = [_python(), "-m", "uv"]
     run_logged([*uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--quiet",
                 "--output-file", str(requirements)], what="uv export", log_name="uv-export",
@@ -227,7 +243,7 @@ def _wheels() -> Path:
     pip = [*uv, "tool", "run", "--from", f"pip=={PIP_VERSION}", "pip"]
     download = [*pip, "download", "--quiet", "--disable-pip-version-check"]
     download += ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation"]
-    download += ["cp", "--dest", str(partial)]
+    download += ["cp", "--dest", str(directory)]
     for platform in PLATFORMS:
         download += ["--platform", platform]
     run_logged([*download, "--require-hashes", "--requirement", str(requirements)],
@@ -235,12 +251,6 @@ def _wheels() -> Path:
                timeout_seconds=DOWNLOAD_TIMEOUT_SECONDS)  # fmt: skip
     run_logged([*download, f"pip=={PIP_VERSION}"], what="pip download pip",
                log_name="pip-download-pip", timeout_seconds=DOWNLOAD_TIMEOUT_SECONDS)  # fmt: skip
-    WHEELS_DIR.mkdir(parents=True, exist_ok=True)
-    partial.rename(target)
-    record = {"seconds": round(time.monotonic() - started, 1), "files": len(list(target.iterdir()))}
-    target.with_suffix(".json").write_text(json.dumps(record))
-    say(f"Wheels: {target} ({record['files']} files in {record['seconds']} s)")
-    return target
 
 
 def _python() -> str:
