@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,17 +144,25 @@ def build_record(images: AppImages) -> dict[str, object]:
 
 
 def sizes(engine: Engine, images: AppImages) -> dict[str, int]:
+    return image_sizes(engine, images.all)
+
+
+def image_sizes(engine: Engine, references: Sequence[str]) -> dict[str, int]:
     return {
         image: json.loads(docker(engine, "image", "inspect", "--format", "{{json .Size}}", image))
-        for image in images.all
+        for image in references
     }
 
 
 def load(engine: Engine, images: AppImages, cluster: str) -> None:
+    load_images(engine, images.all, cluster)
+
+
+def load_images(engine: Engine, references: Sequence[str], cluster: str) -> None:
     """Loads into the kind node (one node: cluster/node/kind-config.yaml) what it lacks."""
     node = f"{cluster}-control-plane"
     listed = docker(engine, "exec", node, "ctr", "--namespace=k8s.io", "images", "list", "-q")
-    missing = [image for image in images.all if f"docker.io/{image}" not in listed.split()]
+    missing = [image for image in references if f"docker.io/{image}" not in listed.split()]
     if not missing:
         return
     result = subprocess.run(
@@ -264,9 +273,12 @@ def _record(tag: str, record: dict[str, object]) -> None:
 
 
 def _remove_older(engine: Engine, images: AppImages) -> None:
-    """Untags the images of earlier trees: only their changed layers take space, but they add up."""
     for app in APPS:
-        repository = f"{REPOSITORY}/order-{app}"
-        for tag in docker(engine, "images", repository, "--format", "{{.Tag}}").split():
-            if tag != images.tag:
-                docker(engine, "rmi", f"{repository}:{tag}")
+        remove_older(engine, f"{REPOSITORY}/order-{app}", images.tag)
+
+
+def remove_older(engine: Engine, repository: str, tag: str) -> None:
+    """Untags the images of earlier trees: only their changed layers take space, but they add up."""
+    for older in docker(engine, "images", repository, "--format", "{{.Tag}}").split():
+        if older != tag:
+            docker(engine, "rmi", f"{repository}:{older}")

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from cluster import app_images, base, gobuild, images, node
+from cluster import app_images, base, gobuild, images, node, store_images
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker, engine, our_host, stop_ours
 from cluster.steps import RESULTS, Stages
@@ -42,9 +42,15 @@ def up() -> Engine:
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
-    built = app_images.stages(running, stages, image != KIND_NODE_IMAGE, name)
+    build_offline = image != KIND_NODE_IMAGE
+    built = app_images.stages(running, stages, build_offline, name)
+    # The development profile's Redis and PostgreSQL, where their official images cannot be had.
+    stores = store_images.stages(running, stages, build_offline, name)
+    store_refs = stores.all if stores else []
     sizes = {**_image_sizes(running, image), **app_images.sizes(running, built)}
-    results = stages.write(node_image=image, app_images=built.all, image_bytes=sizes)
+    sizes |= app_images.image_sizes(running, store_refs)
+    results = stages.write(node_image=image, app_images=built.all, store_images=store_refs,
+                           image_bytes=sizes)  # fmt: skip
     say(f"Cluster {name} is ready (kubectl context kind-{name}; timings: {results})")
     if running.ours:
         say(f"Docker clients reach it with DOCKER_HOST={our_host()}")
@@ -96,12 +102,20 @@ def app_images_only() -> Engine:
     name = cluster_settings.CLUSTER_NAME
     if name in _clusters(running):
         built = app_images.stages(running, stages, build_offline, name)
+        stores = store_images.stages(running, stages, build_offline, name)
     else:
         with stages.stage("app images") as facts:
             facts["cached"] = app_images.cached(running, build_offline)
             built = app_images.build(running, build_offline)
+        stores = None
+        if build_offline:
+            with stages.stage("store images") as facts:
+                facts["cached"] = store_images.cached(running)
+                stores = store_images.build(running)
         say(f"kind cluster {name} is not up: the images are built, not loaded")
-    stages.write(app_images=built.all, image_bytes=app_images.sizes(running, built))
+    store_refs = stores.all if stores else []
+    sizes = {**app_images.sizes(running, built), **app_images.image_sizes(running, store_refs)}
+    stages.write(app_images=built.all, store_images=store_refs, image_bytes=sizes)
     return running
 
 
