@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from cluster import base, gobuild, images, node
+from cluster import base, dapr, gobuild, images, node
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker, engine, our_host, stop_ours
 from cluster.steps import Stages
@@ -42,6 +42,7 @@ def up() -> Engine:
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
+    dapr.install(running, stages, name, kubectl())
     results = stages.write(node_image=image, image_bytes=_image_sizes(running, image))
     say(f"Cluster {name} is ready (kubectl context kind-{name}; timings: {results})")
     if running.ours:
@@ -118,7 +119,7 @@ def _build_node_image(running: Engine, stages: Stages) -> str:
         facts["cached"] = base.cached(running, "kind-node-base", base.NODE_PACKAGES)
         base.debian_image(running, "kind-node-base", base.NODE_PACKAGES)
         facts["cold_build"] = base.build_record("kind-node-base", base.NODE_PACKAGES)
-    for name in gobuild.BUILDS:
+    for name in (name for name, build in gobuild.BUILDS.items() if build.node):
         with stages.stage(f"go build {name}") as facts:
             facts["cached"] = gobuild.target(name).is_dir()
             programs = gobuild.programs(gobuild.binaries(name))
