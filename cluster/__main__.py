@@ -1,5 +1,5 @@
 """`./run cluster` (up), `./run cluster down`, and `python -m cluster build` (the node image
-and everything on it, without a cluster)."""
+and everything on it, and Dapr's images, without a cluster)."""
 
 import subprocess
 import sys

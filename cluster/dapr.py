@@ -44,27 +44,34 @@ SAVE_TIMEOUT_SECONDS = 600
 
 
 def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -> None:
-    """Images (pulled or built and loaded), then `helm upgrade --install` and a wait for
-    every control-plane pod; each a stage of `stages`."""
-    registry, scheduler = PUBLISHED_REGISTRY, True
-    if not _published_reachable(running):
-        registry, scheduler = LOCAL_REGISTRY, False
-        with stages.stage("go build dapr") as facts:
-            facts["cached"] = gobuild.target("dapr").is_dir()
-            programs = gobuild.programs(gobuild.binaries("dapr"))
-            facts["bytes"] = {path.name: path.stat().st_size for path in programs}
-            facts["cold_build"] = gobuild.build_record("dapr")
-        with stages.stage("dapr images") as facts:
-            facts["cached"] = all(_tarball_path(name).exists() for name in COMPONENTS)
-            tarballs = [_tarball(running, name) for name in COMPONENTS]
-            facts["bytes"] = {path.name: path.stat().st_size for path in tarballs}
+    """Images (published, or built here and loaded), then `helm upgrade --install` and a wait
+    for every control-plane pod; each a stage of `stages`."""
+    with stages.stage("dapr published images") as facts:
+        published = facts["reachable"] = _published_reachable(running)
+    registry = PUBLISHED_REGISTRY if published else LOCAL_REGISTRY
+    if not published:
+        tarballs = build(running, stages)
         with stages.stage("dapr images load") as facts:
             facts["loaded"] = _load(running, cluster_name, tarballs)
     with stages.stage("dapr install") as facts:
         facts["registry"] = registry
-        facts["scheduler"] = scheduler
-        _helm_install(running, cluster_name, registry, scheduler=scheduler)
+        facts["scheduler"] = published
+        _helm_install(running, cluster_name, registry, scheduler=published)
         facts["pods"] = _wait_ready(kubectl)
+
+
+def build(running: Engine, stages: Stages) -> list[Path]:
+    """The binaries and the image tarballs (cached); `python -m cluster build` makes them too."""
+    with stages.stage("go build dapr") as facts:
+        facts["cached"] = gobuild.target("dapr").is_dir()
+        programs = gobuild.programs(gobuild.binaries("dapr"))
+        facts["bytes"] = {path.name: path.stat().st_size for path in programs}
+        facts["cold_build"] = gobuild.build_record("dapr")
+    with stages.stage("dapr images") as facts:
+        facts["cached"] = all(_tarball_path(name).exists() for name in COMPONENTS)
+        tarballs = [_tarball(running, name) for name in COMPONENTS]
+        facts["bytes"] = {path.name: path.stat().st_size for path in tarballs}
+    return tarballs
 
 
 def image(name: str, registry: str = LOCAL_REGISTRY) -> str:

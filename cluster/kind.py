@@ -77,11 +77,13 @@ def down() -> None:
 
 
 def build() -> Engine:
-    """Builds (or finds cached) the node image and everything on it, without a cluster."""
+    """Builds (or finds cached) the node image and everything on it, and Dapr's images,
+    without a cluster."""
     stages = Stages("build")
     with stages.stage("engine"):
         running = engine()
     image = _build_node_image(running, stages)
+    dapr.build(running, stages)
     stages.write(node_image=image, image_bytes=_image_sizes(running, image))
     return running
 

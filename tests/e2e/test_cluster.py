@@ -125,7 +125,6 @@ def _restricted_deployment() -> dict[str, object]:
                 "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     "securityContext": pod_security,
-                    "automountServiceAccountToken": False,
                     "containers": [container],
                 },
             },
