@@ -1,7 +1,7 @@
-"""`./run cluster` (up), `./run cluster down`, `python -m cluster build` (the node image
-and everything on it, without a cluster) and `python -m cluster images` (the app images,
-and the development stores' where the official ones cannot be pulled, loaded into the cluster
-when it is up)."""
+"""`./run cluster` (up), `./run cluster down`, `python -m cluster build` (the node image and
+everything on it, and Dapr's images, without a cluster) and `python -m cluster images` (the app
+images, and the development stores' where the official ones cannot be pulled, loaded into the
+cluster when it is up)."""
 
 import subprocess
 import sys

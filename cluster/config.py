@@ -9,7 +9,7 @@ from core.config import PROJECT_ROOT
 
 
 class BuildOffline(StrEnum):
-    AUTO = "auto"  # build here only when kind's published node image cannot be pulled
+    AUTO = "auto"  # build here only what cannot be pulled (kind's node image, Dapr's images)
     ALWAYS = "always"
     NEVER = "never"
 

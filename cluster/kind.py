@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from cluster import app_images, base, gobuild, images, node, store_images
+from cluster import app_images, base, dapr, gobuild, images, node, store_images
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker, engine, our_host, stop_ours
 from cluster.steps import RESULTS, Stages
@@ -42,6 +42,7 @@ def up() -> Engine:
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
+    dapr.install(running, stages, name, kubectl())
     build_offline = image != KIND_NODE_IMAGE
     built = app_images.stages(running, stages, build_offline, name)
     # The development profile's Redis and PostgreSQL, where their official images cannot be had.
@@ -84,11 +85,13 @@ def down() -> None:
 
 
 def build() -> Engine:
-    """Builds (or finds cached) the node image and everything on it, without a cluster."""
+    """Builds (or finds cached) the node image and everything on it, and Dapr's images,
+    without a cluster."""
     stages = Stages("build")
     with stages.stage("engine"):
         running = engine()
     image = _build_node_image(running, stages)
+    dapr.build(running, stages)
     stages.write(node_image=image, image_bytes=_image_sizes(running, image))
     return running
 
@@ -152,7 +155,7 @@ def _build_node_image(running: Engine, stages: Stages) -> str:
         facts["cached"] = base.cached(running, "kind-node-base", base.NODE_PACKAGES)
         base.debian_image(running, "kind-node-base", base.NODE_PACKAGES)
         facts["cold_build"] = base.build_record("kind-node-base", base.NODE_PACKAGES)
-    for name in gobuild.BUILDS:
+    for name in (name for name, build in gobuild.BUILDS.items() if build.node):
         with stages.stage(f"go build {name}") as facts:
             facts["cached"] = gobuild.target(name).is_dir()
             programs = gobuild.programs(gobuild.binaries(name))

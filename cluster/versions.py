@@ -17,6 +17,10 @@ PAUSE_IMAGE_TAG = "3.10.2"
 # The node's container runtime (cluster/go/containerd/go.mod); runc comes from Debian.
 CONTAINERD_VERSION = "v2.3.4"
 
+# Dapr's control plane and the injected sidecar (cluster/go/dapr/go.mod), the same release
+# as the local stack's daprd (daprd/go.mod).
+DAPR_VERSION = "v1.18.1"
+
 # The Debian suite of the node's and the images' root filesystems.
 DEBIAN_SUITE = "bookworm"
 

@@ -1,20 +1,23 @@
 """The local kind cluster (cluster/): up through the package, a Ready node, a pod that
-resolves a Service through CoreDNS, then down. The first run on a machine that cannot pull
-kind's node image builds it (tens of minutes); later runs take about a minute.
+resolves a Service through CoreDNS, Dapr's control plane injecting a sidecar that passes the
+restricted Pod Security Standard and gets its certificate from sentry, then down. The first
+run on a machine that cannot pull kind's node image builds it (tens of minutes); later runs
+take about a minute.
 
 Deselected by default: `./run_tests.sh -m kind`.
 """
 
 import json
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from cluster import kind
+from cluster import dapr, kind
 from cluster.docker import Engine
-from cluster.versions import KUBERNETES_VERSION
+from cluster.versions import KUBERNETES_VERSION, PAUSE_IMAGE_TAG
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3 * 3600)]
 
@@ -68,3 +71,75 @@ def _wait_for_phase(cluster: Engine, pod: str, phases: set[str]) -> str:
     raise AssertionError(
         f"pod {pod} did not finish: {kind.node_kubectl(cluster, 'describe', 'pod', pod)}"
     )
+
+
+def test_an_injected_sidecar_passes_restricted_admission_with_mtls(cluster: Engine) -> None:
+    namespace = f"dapr-check-{uuid.uuid4().hex[:6]}"
+    _kubectl("create", "namespace", namespace)
+    try:
+        _kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+        refused = _kubectl_result("-n", namespace, "run", "root-pod", "--dry-run=server",
+                                  f"--image=registry.k8s.io/pause:{PAUSE_IMAGE_TAG}")  # fmt: skip
+        assert refused.returncode != 0
+        assert "violates PodSecurity" in refused.stderr
+        _kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(_restricted_deployment()))
+        _kubectl("-n", namespace, "rollout", "status", "deployment/sidecar-check", "--timeout=180s")
+        pods = json.loads(_kubectl("-n", namespace, "get", "pods", "-o", "json"))["items"]
+        assert len(pods) == 1
+        containers = [container["name"] for container in pods[0]["spec"]["containers"]]
+        assert containers == ["pause", "daprd"]
+        statuses = {s["name"]: s["ready"] for s in pods[0]["status"]["containerStatuses"]}
+        assert statuses == {"pause": True, "daprd": True}
+        log = _kubectl("-n", namespace, "logs", pods[0]["metadata"]["name"], "-c", "daprd")
+        assert "Security is initialized successfully" in log  # sentry issued its SVID
+        assert "mTLS is disabled" not in log
+        mtls = _kubectl("-n", dapr.NAMESPACE, "get", "configurations.dapr.io", "daprsystem",
+                        "-o", "jsonpath={.spec.mtls.enabled}")  # fmt: skip
+        assert mtls == "true"
+    finally:
+        _kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def _restricted_deployment() -> dict[str, object]:
+    """The pause image (already on the node) as a non-root, capability-free pod: what the
+    restricted profile asks of the app's own container; the injector makes daprd comply."""
+    labels = {"app": "sidecar-check"}
+    annotations = {"dapr.io/enabled": "true", "dapr.io/app-id": "sidecar-check"}
+    container = {
+        "name": "pause",
+        "image": f"registry.k8s.io/pause:{PAUSE_IMAGE_TAG}",
+        "imagePullPolicy": "Never",
+        "securityContext": {"allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}},
+    }  # fmt: skip
+    pod_security = {"runAsNonRoot": True, "runAsUser": 65532,
+                    "seccompProfile": {"type": "RuntimeDefault"}}  # fmt: skip
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "sidecar-check", "labels": labels},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {
+                    "securityContext": pod_security,
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def _kubectl(*args: str, stdin: str | None = None) -> str:
+    result = _kubectl_result(*args, stdin=stdin)
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def _kubectl_result(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The host's kubectl with the kubeconfig `up` wrote (helm used it to install Dapr)."""
+    command = [str(kind.kubectl()), "--kubeconfig", str(dapr.KUBECONFIG), *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=240,
+                          check=False)  # fmt: skip
