@@ -1,29 +1,41 @@
-"""`./run cluster` (up), `./run cluster down`, `python -m cluster build` (the node image and
-everything on it, and Dapr's images, without a cluster) and `python -m cluster images` (the app
-images, and the development stores' where the official ones cannot be pulled, loaded into the
-cluster when it is up)."""
+"""`./run cluster` (up, then a port-forward of the API to http://127.0.0.1:8000 until Ctrl-C),
+`python -m cluster up --no-forward` (up only: for tests and scripts), `./run cluster down`,
+`python -m cluster build` (the node image and everything on it, and Dapr's images, without a
+cluster) and `python -m cluster images` (the app images, and the development stores' where the
+official ones cannot be pulled, loaded into the cluster when it is up)."""
 
 import subprocess
 import sys
 
-from cluster import kind
+from cluster import kind, release
 from devstack.binaries import MissingToolError
-from devstack.processes import say
+from devstack.processes import StartupError, say
+
+NO_FORWARD = "--no-forward"
+
+
+def up(forward: bool) -> None:
+    kind.up()
+    if forward:
+        release.forward(kind.kubectl())
 
 
 def main() -> int:
+    args = sys.argv[1:]
+    forward = NO_FORWARD not in args
+    args = [arg for arg in args if arg != NO_FORWARD]
     commands = {
-        "up": kind.up,
+        "up": lambda: up(forward),
         "down": kind.down,
         "build": kind.build,
         "images": kind.app_images_only,
     }
-    command = sys.argv[1] if len(sys.argv) > 1 else "up"
-    if command not in commands:
-        sys.exit(f"usage: python -m cluster [{'|'.join(commands)}], not {command!r}")
+    command = args[0] if args else "up"
+    if command not in commands or len(args) > 1:
+        sys.exit(f"usage: python -m cluster [{'|'.join(commands)}] [{NO_FORWARD}], not {args!r}")
     try:
         commands[command]()
-    except (MissingToolError, subprocess.TimeoutExpired) as error:
+    except (MissingToolError, StartupError, subprocess.TimeoutExpired) as error:
         say(f"cluster {command} failed: {error}")
         return 1
     return 0

@@ -25,6 +25,8 @@ class ClusterSettings(BaseSettings):
     CLUSTER_BUILD_OFFLINE: BuildOffline = BuildOffline.AUTO
     # How long `up` waits for the published node image to pull before building instead.
     CLUSTER_PULL_TIMEOUT_SECONDS: float = 20.0
+    # Where `./run cluster` forwards the API's Service to (http://127.0.0.1:<port>/docs).
+    CLUSTER_API_PORT: int = 8000
 
 
 cluster_settings = ClusterSettings()

@@ -208,7 +208,7 @@ def _helm_install(running: Engine, cluster_name: str, registry: str, *, schedule
     values = [item for key, value in settings.items() for item in ("--set", f"{key}={value}")]
     _write_kubeconfig(running, cluster_name)
     say(f"Installing Dapr {DAPR_VERSION} into {NAMESPACE} from {registry}")
-    _run([str(binaries.helm()), "upgrade", "--install", RELEASE, str(chart_dir()),
+    run_tool([str(binaries.helm()), "upgrade", "--install", RELEASE, str(chart_dir()),
           "--namespace", NAMESPACE, "--create-namespace", "--wait", "--timeout",
           INSTALL_TIMEOUT, "--kubeconfig", str(KUBECONFIG), *values])  # fmt: skip
 
@@ -217,26 +217,26 @@ def _wait_ready(kubectl_path: Path) -> dict[str, str]:
     """Waits for every pod in dapr-system to be Ready; returns each pod's image."""
     kubectl = [str(kubectl_path), "--kubeconfig", str(KUBECONFIG), "-n", NAMESPACE]
     deadline = time.monotonic() + COMMAND_TIMEOUT_SECONDS
-    while not _run([*kubectl, "get", "pods", "-o", "name"]).strip():
+    while not run_tool([*kubectl, "get", "pods", "-o", "name"]).strip():
         if time.monotonic() > deadline:
             raise MissingToolError(f"no pods in {NAMESPACE}")
         time.sleep(1)
-    _run([*kubectl, "wait", "--for=condition=Ready", "pod", "--all",
+    run_tool([*kubectl, "wait", "--for=condition=Ready", "pod", "--all",
           f"--timeout={INSTALL_TIMEOUT}"])  # fmt: skip
-    pods = json.loads(_run([*kubectl, "get", "pods", "-o", "json"]))["items"]
+    pods = json.loads(run_tool([*kubectl, "get", "pods", "-o", "json"]))["items"]
     return {pod["metadata"]["name"]: pod["spec"]["containers"][0]["image"] for pod in pods}
 
 
 def _write_kubeconfig(running: Engine, cluster_name: str) -> None:
     """The cluster's kubeconfig in our cache, so helm and kubectl need no ~/.kube."""
-    config = _run([str(binaries.kind()), "get", "kubeconfig", "--name", cluster_name],
+    config = run_tool([str(binaries.kind()), "get", "kubeconfig", "--name", cluster_name],
                   env=running.env())  # fmt: skip
     KUBECONFIG.parent.mkdir(parents=True, exist_ok=True)
     KUBECONFIG.write_text(config)
     KUBECONFIG.chmod(0o600)
 
 
-def _run(command: list[str], env: dict[str, str] | None = None) -> str:
+def run_tool(command: list[str], env: dict[str, str] | None = None) -> str:
     result = subprocess.run(command, capture_output=True, text=True, env=env,
                             timeout=COMMAND_TIMEOUT_SECONDS, check=False)  # fmt: skip
     if result.returncode != 0:

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from cluster import app_images, base, dapr, gobuild, images, node, store_images
+from cluster import app_images, base, dapr, gobuild, images, node, release, store_images
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker, engine, our_host, stop_ours
 from cluster.steps import RESULTS, Stages
@@ -23,7 +23,8 @@ PULL_TIMEOUT_SECONDS = 1800
 
 
 def up() -> Engine:
-    """Brings the cluster up (or finds it up) and waits until its node and DNS are Ready."""
+    """Brings the cluster up (or finds it up), waits until its node and DNS are Ready, then
+    installs Dapr's control plane and the chart and waits for both apps."""
     stages = Stages("up")
     with stages.stage("engine") as facts:
         running = engine()
@@ -48,6 +49,7 @@ def up() -> Engine:
     # The development profile's Redis and PostgreSQL, where their official images cannot be had.
     stores = store_images.stages(running, stages, build_offline, name)
     store_refs = stores.all if stores else []
+    release.install(stages, kubectl(), built, stores)
     sizes = {**_image_sizes(running, image), **app_images.sizes(running, built)}
     sizes |= app_images.image_sizes(running, store_refs)
     results = stages.write(node_image=image, app_images=built.all, store_images=store_refs,
