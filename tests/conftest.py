@@ -15,7 +15,7 @@ PROGRAMS: dict[str, tuple[Program, ...]] = {
     "tests/faults": STACK,
     "tests/soak": STACK,
     "tests/e2e/test_run_script.py": STACK,
-    "tests/e2e/test_kind.py": (binaries.kind, binaries.helm),
+    "tests/e2e/test_cluster.py": (binaries.kind, binaries.helm),
     "tests/e2e/test_docs_browser.py": (binaries.chromium,),
     "tests/chart": (binaries.helm,),
     "tests/chart/test_chart_components.py": STACK,

@@ -1,8 +1,11 @@
 """The local kind cluster (cluster/): up through the package, a Ready node, a pod that
 resolves a Service through CoreDNS, Dapr's control plane injecting a sidecar that passes the
-restricted Pod Security Standard and gets its certificate from sentry, then down. The first
-run on a machine that cannot pull kind's node image builds it (tens of minutes); later runs
-take about a minute.
+restricted Pod Security Standard and gets its certificate from sentry; then the chart as `up`
+installs it: every app pod Ready with daprd, the namespace enforcing `restricted`, mTLS, orders
+through the API's Service placed exactly once on the shared exchange stand-in, 422 for bad
+input, both apps' metrics; then down (only a cluster the tests brought up). The first run on a
+machine that cannot pull kind's node image builds it (tens of minutes); later runs take about
+a minute.
 
 Deselected by default: `./run_tests.sh -m kind`.
 """
@@ -12,12 +15,21 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
 
+import httpx
 import pytest
 
-from cluster import dapr, kind
+from cluster import dapr, kind, release
 from cluster.docker import Engine
 from cluster.versions import KUBERNETES_VERSION, PAUSE_IMAGE_TAG
+from devstack.processes import ProcessGroup, free_port, http_ok, wait_until
+from tests.factories import limit_order_body
+from tests.polling import wait_for
+from tests.telemetry import scrape, value
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3 * 3600)]
 
@@ -32,6 +44,13 @@ def cluster() -> Iterator[Engine]:
     finally:
         if not was_up:
             kind.down()
+
+
+# Orders posted through the API's Service: each must be placed once on the shared exchange.
+ORDERS = 1000
+POSTERS = 8  # concurrent clients through the port-forward
+PLACED_WITHIN_SECONDS = 600.0
+APP_COMPONENTS = ("api", "placer")
 
 
 def test_the_node_is_ready(cluster: Engine) -> None:
@@ -143,3 +162,122 @@ def _kubectl_result(*args: str, stdin: str | None = None) -> subprocess.Complete
     command = [str(kind.kubectl()), "--kubeconfig", str(dapr.KUBECONFIG), *args]
     return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=240,
                           check=False)  # fmt: skip
+
+
+# The chart, as `up` installed it.
+
+
+def test_every_app_pod_is_ready_with_an_injected_daprd(cluster: Engine) -> None:
+    pods = _release_pods()
+    components = sorted(pod["metadata"]["labels"]["app.kubernetes.io/component"] for pod in pods)
+    assert components == sorted(APP_COMPONENTS)  # values-dev.yaml: one pod of each
+    for pod in pods:
+        statuses = {s["name"]: s["ready"] for s in pod["status"]["containerStatuses"]}
+        component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
+        assert statuses == {component: True, "daprd": True}, pod["metadata"]["name"]
+        assert pod["metadata"]["annotations"]["dapr.io/app-id"] == f"{release.RELEASE}-{component}"
+
+
+def test_the_release_namespace_enforces_restricted(cluster: Engine) -> None:
+    labels = json.loads(_kubectl("get", "namespace", release.NAMESPACE, "-o", "json"))
+    assert labels["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    refused = _kubectl_result("-n", release.NAMESPACE, "run", "root-pod", "--dry-run=server",
+                              f"--image=registry.k8s.io/pause:{PAUSE_IMAGE_TAG}")  # fmt: skip
+    assert refused.returncode != 0
+    assert "violates PodSecurity" in refused.stderr
+
+
+def test_the_apps_sidecars_run_with_mtls(cluster: Engine) -> None:
+    mtls = _kubectl("-n", dapr.NAMESPACE, "get", "configurations.dapr.io", "daprsystem",
+                    "-o", "jsonpath={.spec.mtls.enabled}")  # fmt: skip
+    assert mtls == "true"
+    for pod in _release_pods():
+        log = _kubectl("-n", release.NAMESPACE, "logs", pod["metadata"]["name"], "-c", "daprd")
+        assert "Security is initialized successfully" in log  # an SVID from sentry
+        assert "mTLS is disabled" not in log
+
+
+@pytest.fixture(scope="module")
+def api_url(cluster: Engine) -> Iterator[str]:
+    with _port_forward(f"svc/{release.RELEASE}-api", 80, "/health/ready") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def exchange_url(cluster: Engine) -> Iterator[str]:
+    with _port_forward(f"svc/{release.RELEASE}-exchange", 80, "/health/ready") as url:
+        yield url
+
+
+def test_orders_through_the_service_are_placed_once_each(api_url: str, exchange_url: str) -> None:
+    bodies = [limit_order_body(quantity=quantity) for quantity in range(1, ORDERS + 1)]
+    with httpx.Client(base_url=api_url, timeout=10) as client:
+        with ThreadPoolExecutor(POSTERS) as pool:
+            responses = list(pool.map(lambda body: client.post("/orders", json=body), bodies))
+        for body, response in zip(bodies, responses, strict=True):
+            assert response.status_code == 201, response.text
+            _assert_accepted(response.json(), body)
+        ids = [response.json()["id"] for response in responses]
+
+        def all_placed() -> bool:
+            with ThreadPoolExecutor(POSTERS) as pool:
+                statuses = pool.map(lambda i: client.get(f"/orders/{i}").json()["status"], ids)
+                return all(status == "placed" for status in statuses)
+
+        wait_for(all_placed, what=f"{ORDERS} orders placed", timeout_seconds=PLACED_WITHIN_SECONDS)
+    placements = httpx.get(f"{exchange_url}/placements", timeout=10).json()
+    # The stand-in is shared by every placer pod and outlives a test run: count only ours.
+    assert {i: placements["accepted"].get(i) for i in ids} == dict.fromkeys(ids, 1)
+    assert not set(ids) & set(placements["duplicates"])
+
+
+def _assert_accepted(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    assert set(answer) == {*body, "id", "created_at", "status", "failure_reason"}
+    assert {key: answer[key] for key in body if key != "limit_price"} == {
+        key: value for key, value in body.items() if key != "limit_price"
+    }
+    assert Decimal(answer["limit_price"]) == Decimal(str(body["limit_price"]))
+    assert answer["status"] == "accepted"
+    assert answer["failure_reason"] is None
+    uuid.UUID(answer["id"])
+
+
+def test_bad_input_is_refused_with_422(api_url: str) -> None:
+    response = httpx.post(f"{api_url}/orders", json=limit_order_body(quantity=0), timeout=10)
+    assert response.status_code == 422
+    assert any(error["loc"][-1] == "quantity" for error in response.json()["detail"])
+
+
+def test_both_apps_serve_their_metrics(cluster: Engine, api_url: str) -> None:
+    # After the orders above; one pod of each app (values-dev.yaml), so one scrape counts all.
+    # The placer's Service is headless: port-forward reaches one of its pods.
+    with _port_forward(f"svc/{release.RELEASE}-api", 9464, "/metrics") as url:
+        assert value(scrape(f"{url}/metrics"), "orders_accepted_total") >= ORDERS
+    with _port_forward(f"svc/{release.RELEASE}-placer-metrics", 9464, "/metrics") as url:
+        assert value(scrape(f"{url}/metrics"), "orders_placed_total") >= ORDERS
+
+
+def _release_pods() -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/instance={release.RELEASE}"
+    document = json.loads(_kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
+                                   "-o", "json"))  # fmt: skip
+    return [
+        pod
+        for pod in document["items"]
+        if pod["metadata"]["labels"]["app.kubernetes.io/component"] in APP_COMPONENTS
+        and pod["metadata"].get("deletionTimestamp") is None
+    ]
+
+
+@contextmanager
+def _port_forward(target: str, remote_port: int, ready_path: str) -> Iterator[str]:
+    """A local URL for `target`'s port, once `ready_path` answers through it."""
+    port = free_port()
+    command = [str(kind.kubectl()), "--kubeconfig", str(dapr.KUBECONFIG), "-n",
+               release.NAMESPACE, "port-forward", target, f"{port}:{remote_port}"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with ProcessGroup() as group:
+        process = group.start(f"port-forward-{port}", command)
+        wait_until(process, http_ok(url + ready_path), what=f"forwarding {target}",
+                   timeout_seconds=60)  # fmt: skip
+        yield url
