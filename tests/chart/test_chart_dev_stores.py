@@ -85,3 +85,28 @@ def test_values_schema_rejects_bad_store_images(value: str, message: str) -> Non
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def _app_init_containers(manifests: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    return {
+        deployment["metadata"]["name"]: deployment["spec"]["template"]["spec"].get(
+            "initContainers", []
+        )
+        for deployment in of_kind(manifests, "Deployment")
+        if deployment["metadata"]["name"] in (f"{RELEASE}-api", f"{RELEASE}-placer")
+    }
+
+
+def test_the_apps_wait_for_the_dev_stores_before_their_sidecars_start() -> None:
+    # daprd exits when a component cannot connect; the stores start with the release.
+    for name, init in _app_init_containers(render(*DEV)).items():
+        [container] = init
+        assert container["name"] == "wait-for-stores", name
+        assert container["command"][-2:] == [f"{RELEASE}-redis:6379", f"{RELEASE}-postgresql:5432"]
+        assert container["image"] == f"order-service/order-{name.rsplit('-', 1)[1]}:dev"
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_without_dev_stores_the_apps_have_no_init_container() -> None:
+    init = _app_init_containers(render())
+    assert init == {f"{RELEASE}-api": [], f"{RELEASE}-placer": []}

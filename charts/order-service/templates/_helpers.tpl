@@ -365,3 +365,36 @@ scheduler 50006; the stores; the OTLP collector; the exchange stand-in (the plac
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/* With devStores: an init container that waits until Redis and PostgreSQL accept
+connections, so the sidecar's first start finds them (daprd exits when a component cannot
+connect, and its restarts back off). The app's image, so nothing else is pulled. */}}
+{{- define "order-service.waitForDevStores" -}}
+{{- if .root.Values.devStores.enabled }}
+{{- $fullname := include "order-service.fullname" .root }}
+initContainers:
+  - name: wait-for-stores
+    image: {{ include "order-service.image" (dict "root" .root "app" .component) }}
+    imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+    securityContext:
+      {{- toYaml .root.Values.securityContext | nindent 6 }}
+    command:
+      - python
+      - -c
+      - |
+        import socket, sys, time
+        for address in sys.argv[1:]:
+            host, port = address.rsplit(":", 1)
+            while True:
+                try:
+                    socket.create_connection((host, int(port)), timeout=2).close()
+                    break
+                except OSError:
+                    print(f"waiting for {address}", flush=True)
+                    time.sleep(1)
+      - {{ $fullname }}-redis:6379
+      - {{ $fullname }}-postgresql:5432
+    resources:
+      {{- toYaml (index .root.Values .component).resources | nindent 6 }}
+{{- end }}
+{{- end }}
