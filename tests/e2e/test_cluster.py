@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +26,7 @@ import pytest
 
 from cluster import dapr, kind, release
 from cluster.docker import Engine
+from cluster.steps import RESULTS
 from cluster.versions import KUBERNETES_VERSION, PAUSE_IMAGE_TAG
 from devstack.processes import ProcessGroup, free_port, http_ok, wait_until
 from tests.factories import limit_order_body
@@ -51,6 +53,7 @@ ORDERS = 1000
 POSTERS = 8  # concurrent clients through the port-forward
 PLACED_WITHIN_SECONDS = 600.0
 APP_COMPONENTS = ("api", "placer")
+ORDERS_RESULTS = RESULTS.with_name("orders.json")
 
 
 def test_the_node_is_ready(cluster: Engine) -> None:
@@ -211,9 +214,11 @@ def exchange_url(cluster: Engine) -> Iterator[str]:
 
 def test_orders_through_the_service_are_placed_once_each(api_url: str, exchange_url: str) -> None:
     bodies = [limit_order_body(quantity=quantity) for quantity in range(1, ORDERS + 1)]
+    started = time.monotonic()
     with httpx.Client(base_url=api_url, timeout=10) as client:
         with ThreadPoolExecutor(POSTERS) as pool:
             responses = list(pool.map(lambda body: client.post("/orders", json=body), bodies))
+        posted = time.monotonic()
         for body, response in zip(bodies, responses, strict=True):
             assert response.status_code == 201, response.text
             _assert_accepted(response.json(), body)
@@ -229,6 +234,15 @@ def test_orders_through_the_service_are_placed_once_each(api_url: str, exchange_
     # The stand-in is shared by every placer pod and outlives a test run: count only ours.
     assert {i: placements["accepted"].get(i) for i in ids} == dict.fromkeys(ids, 1)
     assert not set(ids) & set(placements["duplicates"])
+    # Recorded for the docs, not asserted.
+    _record({"orders": ORDERS, "posters": POSTERS, "post_seconds": round(posted - started, 1),
+             "all_placed_seconds": round(time.monotonic() - started, 1),
+             "placed_once_each": True})  # fmt: skip
+
+
+def _record(figures: dict[str, object]) -> None:
+    figures["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    ORDERS_RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def _assert_accepted(answer: dict[str, Any], body: dict[str, Any]) -> None:
