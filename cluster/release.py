@@ -52,10 +52,11 @@ def install(
     return pods
 
 
-def helm_command(values: Mapping[str, str]) -> list[str]:
-    """The install, as a platform team would type it (plus the kubeconfig `up` wrote)."""
+def helm_args(values: Mapping[str, str]) -> list[str]:
+    """helm's arguments for the install, as a platform team would type them (plus the
+    kubeconfig `up` wrote)."""
     settings = [item for key, value in values.items() for item in ("--set", f"{key}={value}")]
-    return [str(binaries.helm()), "upgrade", "--install", RELEASE, str(CHART),
+    return ["upgrade", "--install", RELEASE, str(CHART),
             "--namespace", NAMESPACE, "-f", str(DEV_VALUES), *settings,
             "--wait", "--timeout", INSTALL_TIMEOUT, "--kubeconfig", str(KUBECONFIG)]  # fmt: skip
 
@@ -71,7 +72,7 @@ def _namespace(kubectl: list[str]) -> None:
 
 def _helm_install(values: Mapping[str, str]) -> None:
     say(f"Installing the chart as {RELEASE} into {NAMESPACE} (values-dev.yaml)")
-    run_tool(helm_command(values))
+    run_tool([str(binaries.helm()), *helm_args(values)])
 
 
 def _wait_rolled_out(kubectl: list[str]) -> dict[str, list[str]]:

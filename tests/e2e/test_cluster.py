@@ -178,7 +178,25 @@ def test_every_app_pod_is_ready_with_an_injected_daprd(cluster: Engine) -> None:
         statuses = {s["name"]: s["ready"] for s in pod["status"]["containerStatuses"]}
         component = pod["metadata"]["labels"]["app.kubernetes.io/component"]
         assert statuses == {component: True, "daprd": True}, pod["metadata"]["name"]
-        assert pod["metadata"]["annotations"]["dapr.io/app-id"] == f"{release.RELEASE}-{component}"
+        annotations = pod["metadata"]["annotations"]
+        assert annotations["dapr.io/app-id"] == f"{release.RELEASE}-{component}"
+        _assert_hardened(pod, component)
+
+
+def _assert_hardened(pod: dict[str, Any], component: str) -> None:
+    """No Kubernetes API token in the pod (daprd gets only its sentry token, the built-in
+    secret store is off), read-only root filesystems, the app's own Dapr Configuration."""
+    spec, annotations = pod["spec"], pod["metadata"]["annotations"]
+    assert spec["automountServiceAccountToken"] is False
+    assert annotations["dapr.io/disable-builtin-k8s-secret-store"] == "true"
+    mounts = {c["name"]: {m["mountPath"] for m in c.get("volumeMounts", [])}
+              for c in spec["containers"]}  # fmt: skip
+    assert not any("kubernetes.io/serviceaccount" in path for paths in mounts.values()
+                   for path in paths), mounts  # fmt: skip
+    assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in spec["containers"])
+    config = annotations["dapr.io/config"]
+    assert config == f"{release.RELEASE}-{component}"
+    _kubectl("-n", release.NAMESPACE, "get", "configurations.dapr.io", config)
 
 
 def test_the_release_namespace_enforces_restricted(cluster: Engine) -> None:
