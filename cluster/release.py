@@ -23,7 +23,14 @@ from cluster.store_images import StoreImages
 from core.config import PROJECT_ROOT
 from devstack import binaries
 from devstack.binaries import MissingToolError
-from devstack.processes import ProcessGroup, StartupError, http_ok, say, wait_until
+from devstack.processes import (
+    ManagedProcess,
+    ProcessGroup,
+    StartupError,
+    http_ok,
+    say,
+    wait_until,
+)
 
 NAMESPACE = "orders"
 RELEASE = "order-service"
@@ -116,19 +123,24 @@ def forward(kubectl_path: Path) -> None:
     # SIGTERM (and SIGINT, also where a shell started us in the background) stop it as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGINT, _interrupt)
-    with ProcessGroup() as group:
-        process = group.start("port-forward", command, echo=True)
-        wait_until(process, http_ok(f"http://127.0.0.1:{port}/health/ready"),
-                   what="forwarding the API", timeout_seconds=FORWARD_READY_SECONDS)  # fmt: skip
-        say(f"The API on the cluster: http://127.0.0.1:{port}/docs (Ctrl-C stops the "
-            "port-forward; the cluster stays up, `./run cluster down` removes it)")  # fmt: skip
-        try:
-            while process.running():
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            say("Stopping the port-forward")
-            return
+    try:
+        with ProcessGroup() as group:
+            process = group.start("port-forward", command, echo=True)
+            _serve(process, port)
+    except KeyboardInterrupt:  # also while waiting for the forward to answer
+        say("Stopped the port-forward")
+        return
     raise StartupError(f"kubectl port-forward ended (exit {process.popen.returncode})")
+
+
+def _serve(process: ManagedProcess, port: int) -> None:
+    """Until the port-forward ends (or a KeyboardInterrupt)."""
+    wait_until(process, http_ok(f"http://127.0.0.1:{port}/health/ready"),
+               what="forwarding the API", timeout_seconds=FORWARD_READY_SECONDS)  # fmt: skip
+    say(f"The API on the cluster: http://127.0.0.1:{port}/docs (Ctrl-C stops the "
+        "port-forward; the cluster stays up, `./run cluster down` removes it)")  # fmt: skip
+    while process.running():
+        time.sleep(0.5)
 
 
 def _interrupt(_signum: int, _frame: FrameType | None) -> None:

@@ -11,7 +11,10 @@ Deselected by default: `./run_tests.sh -m kind`.
 """
 
 import json
+import os
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +31,8 @@ from cluster import dapr, kind, release
 from cluster.docker import Engine
 from cluster.steps import RESULTS
 from cluster.versions import KUBERNETES_VERSION, PAUSE_IMAGE_TAG
-from devstack.processes import ProcessGroup, free_port, http_ok, wait_until
+from core.config import PROJECT_ROOT
+from devstack.processes import ProcessGroup, free_port, http_ok, port_open, wait_until
 from tests.factories import limit_order_body
 from tests.polling import wait_for
 from tests.telemetry import scrape, value
@@ -313,3 +317,21 @@ def _port_forward(target: str, remote_port: int, ready_path: str) -> Iterator[st
         wait_until(process, http_ok(url + ready_path), what=f"forwarding {target}",
                    timeout_seconds=60)  # fmt: skip
         yield url
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])
+def test_up_forwards_the_api_until_stopped(cluster: Engine, stop: signal.Signals) -> None:
+    """`./run cluster`: /docs on the cluster, and no port-forward left once it is stopped, even
+    by SIGKILL (the process group's guardian stops it)."""
+    port = free_port()
+    env = {**os.environ, "CLUSTER_API_PORT": str(port)}
+    with ProcessGroup() as group:
+        process = group.start("cluster-up", [sys.executable, "-m", "cluster", "up"], env=env,
+                              cwd=PROJECT_ROOT)  # fmt: skip
+        wait_until(process, http_ok(f"http://127.0.0.1:{port}/docs"), what="/docs forwarded",
+                   timeout_seconds=600)  # fmt: skip
+        os.kill(process.pid, stop)
+        process.popen.wait(timeout=60)
+        if stop == signal.SIGINT:
+            assert process.popen.returncode == 0
+        wait_for(lambda: not port_open(port)(), what="port-forward stopped", timeout_seconds=60)
