@@ -209,8 +209,8 @@ def _helm_install(running: Engine, cluster_name: str, registry: str, *, schedule
     _write_kubeconfig(running, cluster_name)
     say(f"Installing Dapr {DAPR_VERSION} into {NAMESPACE} from {registry}")
     run_tool([str(binaries.helm()), "upgrade", "--install", RELEASE, str(chart_dir()),
-          "--namespace", NAMESPACE, "--create-namespace", "--wait", "--timeout",
-          INSTALL_TIMEOUT, "--kubeconfig", str(KUBECONFIG), *values])  # fmt: skip
+              "--namespace", NAMESPACE, "--create-namespace", "--wait", "--timeout",
+              INSTALL_TIMEOUT, "--kubeconfig", str(KUBECONFIG), *values])  # fmt: skip
 
 
 def _wait_ready(kubectl_path: Path) -> dict[str, str]:
@@ -222,7 +222,7 @@ def _wait_ready(kubectl_path: Path) -> dict[str, str]:
             raise MissingToolError(f"no pods in {NAMESPACE}")
         time.sleep(1)
     run_tool([*kubectl, "wait", "--for=condition=Ready", "pod", "--all",
-          f"--timeout={INSTALL_TIMEOUT}"])  # fmt: skip
+              f"--timeout={INSTALL_TIMEOUT}"])  # fmt: skip
     pods = json.loads(run_tool([*kubectl, "get", "pods", "-o", "json"]))["items"]
     return {pod["metadata"]["name"]: pod["spec"]["containers"][0]["image"] for pod in pods}
 
@@ -230,7 +230,7 @@ def _wait_ready(kubectl_path: Path) -> dict[str, str]:
 def _write_kubeconfig(running: Engine, cluster_name: str) -> None:
     """The cluster's kubeconfig in our cache, so helm and kubectl need no ~/.kube."""
     config = run_tool([str(binaries.kind()), "get", "kubeconfig", "--name", cluster_name],
-                  env=running.env())  # fmt: skip
+                      env=running.env())  # fmt: skip
     KUBECONFIG.parent.mkdir(parents=True, exist_ok=True)
     KUBECONFIG.write_text(config)
     KUBECONFIG.chmod(0o600)
