@@ -8,8 +8,10 @@ images are for releases, not for a working tree). The stores' images are set onl
 were built here; where the official `redis`/`postgres` images can be pulled, the chart's defaults
 stand."""
 
+import contextlib
 import json
 import signal
+import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,8 +53,12 @@ def install(
         _namespace(kubectl)
         values = {**apps.helm_values(), **(stores.helm_values() if stores else {})}
         facts["values"] = values
-        _helm_install(values)
-        pods = _wait_rolled_out(kubectl)
+        try:
+            _helm_install(values)
+            pods = _wait_rolled_out(kubectl)
+        except MissingToolError:
+            _show_pods(kubectl)
+            raise
         facts["pods"] = pods
         facts["restarts"] = _restarts(kubectl)
     say(f"Release {RELEASE} is up in namespace {NAMESPACE}: {', '.join(sorted(pods))}")
@@ -102,6 +108,14 @@ def _wait_rolled_out(kubectl: list[str]) -> dict[str, list[str]]:
     if missing or not pods:
         raise MissingToolError(f"pods without an injected daprd: {missing or 'no pods'}")
     return pods
+
+
+def _show_pods(kubectl: list[str]) -> None:
+    """What a failed install left, for the person at the terminal."""
+    with contextlib.suppress(MissingToolError, subprocess.TimeoutExpired):
+        say("The release's pods:\n" + run_tool([*kubectl, "-n", NAMESPACE, "get", "pods"]))
+        events = [*kubectl, "-n", NAMESPACE, "get", "events", "--sort-by=.lastTimestamp"]
+        say("Its latest events:\n" + "\n".join(run_tool(events).splitlines()[-15:]))
 
 
 def _restarts(kubectl: list[str]) -> dict[str, int]:
