@@ -18,6 +18,7 @@ from cluster.versions import (
     DAPR_VERSION,
     ETCD_VERSION,
     KUBERNETES_VERSION,
+    METRICS_SERVER_VERSION,
 )
 from core.config import PROJECT_ROOT
 from devstack.binaries import CACHE_DIR, MissingToolError, _file_lock
@@ -98,6 +99,14 @@ BUILDS = {
             # As the sidecar of the local stack: the stable components only (the tag
             # selects daprd's component registry; the control plane has no tagged files).
             tags="stablecomponents",
+            node=False,
+        ),
+        GoBuild(
+            "metrics-server",
+            METRICS_SERVER_VERSION,
+            ("sigs.k8s.io/metrics-server/cmd/metrics-server",),
+            # As its Makefile stamps it (the version `--version` and the API report).
+            ldflags=f"-s -w -X k8s.io/client-go/pkg/version.gitVersion={METRICS_SERVER_VERSION}",
             node=False,
         ),
     )
