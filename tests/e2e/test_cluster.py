@@ -1,6 +1,7 @@
 """The local kind cluster (cluster/): up through the package, a Ready node, a pod that
 resolves a Service through CoreDNS, Dapr's control plane injecting a sidecar that passes the
-restricted Pod Security Standard and gets its certificate from sentry, then down. The first
+restricted Pod Security Standard and gets its certificate from sentry, the resource metrics API
+(metrics-server) answering for the node and the pods, then down. The first
 run on a machine that cannot pull kind's node image builds it (tens of minutes); later runs
 take about a minute.
 
@@ -15,7 +16,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from cluster import dapr, kind
+from cluster import dapr, kind, metrics_server
+from cluster.config import cluster_settings
 from cluster.docker import Engine
 from cluster.versions import KUBERNETES_VERSION, PAUSE_IMAGE_TAG
 
@@ -98,6 +100,36 @@ def test_an_injected_sidecar_passes_restricted_admission_with_mtls(cluster: Engi
         assert mtls == "true"
     finally:
         _kubectl("delete", "namespace", namespace, "--wait=false")
+
+
+def test_the_metrics_api_answers_for_the_node_and_the_pods(cluster: Engine) -> None:
+    conditions = json.loads(_kubectl("get", "apiservice", metrics_server.APISERVICE,
+                                     "-o", "jsonpath={.status.conditions}"))  # fmt: skip
+    assert {c["type"]: c["status"] for c in conditions}["Available"] == "True"
+    nodes = json.loads(_kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"))["items"]
+    assert [node["metadata"]["name"] for node in nodes] == [
+        f"{cluster_settings.CLUSTER_NAME}-control-plane"
+    ]
+    assert set(nodes[0]["usage"]) >= {"cpu", "memory"}
+    pods = _pod_metrics("kube-system")
+    assert any(name.startswith("metrics-server-") for name in pods)
+    assert all(set(usage) >= {"cpu", "memory"} for usage in pods.values())
+    top = _kubectl("top", "pods", "-n", "kube-system", "--no-headers")
+    assert "coredns-" in top
+
+
+def _pod_metrics(namespace: str) -> dict[str, dict[str, str]]:
+    """Each pod's first container's usage, once metrics-server has scraped the pods (a pod's
+    metrics appear after the scrape that follows its start)."""
+    path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
+    deadline = time.monotonic() + 120
+    while True:
+        items = json.loads(_kubectl("get", "--raw", path))["items"]
+        pods = {item["metadata"]["name"]: item["containers"][0]["usage"] for item in items
+                if item["containers"]}  # fmt: skip
+        if any(name.startswith("metrics-server-") for name in pods) or time.monotonic() > deadline:
+            return pods
+        time.sleep(5)
 
 
 def _restricted_deployment() -> dict[str, object]:
