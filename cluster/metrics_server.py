@@ -7,8 +7,6 @@ objects are the module's release manifests (`manifests/overlays/release`, render
 Deployment) with two changes that kind clusters usually need: the kubelet serves a
 self-signed certificate (`--kubelet-insecure-tls`) and is reached on the node's InternalIP."""
 
-import json
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -16,9 +14,8 @@ from typing import Any
 
 import yaml
 
-from cluster import dapr, gobuild
-from cluster.config import BuildOffline, cluster_settings
-from cluster.docker import Engine, docker
+from cluster import addons, dapr, gobuild
+from cluster.docker import Engine
 from cluster.images import IMAGES_DIR
 from cluster.steps import Stages
 from cluster.versions import METRICS_SERVER_VERSION
@@ -37,7 +34,7 @@ KIND_ARGS = {
     "--kubelet-insecure-tls": None,
     "--kubelet-preferred-address-types": "InternalIP",
 }
-COMMAND_TIMEOUT_SECONDS = 300
+WAIT_SECONDS = 240  # the rollout, the APIService (below the commands' own timeout)
 # metrics-server answers after its second scrape of the kubelet (a 15 s resolution).
 METRICS_TIMEOUT_SECONDS = 180
 SAVE_TIMEOUT_SECONDS = 600
@@ -47,20 +44,21 @@ def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -
     """The published image where it can be pulled, else ours (built, cached, loaded); then
     apply and wait until the metrics API answers for the node."""
     with stages.stage("metrics-server published image") as facts:
-        published = facts["reachable"] = _published_reachable(running)
+        published = facts["reachable"] = addons.pullable(running, PUBLISHED_IMAGE)
     image = PUBLISHED_IMAGE if published else IMAGE
     if not published:
         tarball = build(running, stages)
+        with stages.stage("metrics-server image load") as facts:
+            facts["loaded"] = addons.load(running, cluster_name, IMAGE, tarball)
     with stages.stage("metrics-server install") as facts:
         facts["image"] = image
-        facts["loaded"] = False if published else _load(running, cluster_name, tarball)
         base = [str(kubectl), "--kubeconfig", str(dapr.KUBECONFIG)]
         say(f"Installing metrics-server {METRICS_SERVER_VERSION} into {NAMESPACE}")
-        _run([*base, "apply", "-f", "-"], stdin=_manifests(base, image))
-        _run([*base, "-n", NAMESPACE, "rollout", "status", f"deployment/{NAME}",
-              f"--timeout={COMMAND_TIMEOUT_SECONDS}s"])  # fmt: skip
-        _run([*base, "wait", "--for=condition=Available", f"apiservice/{APISERVICE}",
-              f"--timeout={COMMAND_TIMEOUT_SECONDS}s"])  # fmt: skip
+        addons.run([*base, "apply", "-f", "-"], stdin=_manifests(base, image))
+        addons.run([*base, "-n", NAMESPACE, "rollout", "status", f"deployment/{NAME}",
+                    f"--timeout={WAIT_SECONDS}s"])  # fmt: skip
+        addons.run([*base, "wait", "--for=condition=Available", f"apiservice/{APISERVICE}",
+                    f"--timeout={WAIT_SECONDS}s"])  # fmt: skip
         facts["top_nodes"] = _wait_for_node_metrics(base)
 
 
@@ -94,38 +92,11 @@ def manifests(objects: list[dict[str, Any]], image: str) -> list[dict[str, Any]]
     return objects
 
 
-def module_dir() -> Path:
-    """The metrics-server module our build pins, in Go's module cache."""
-    go = shutil.which("go")
-    if go is None:
-        raise MissingToolError("Go is needed to fetch metrics-server's manifests from its module")
-    output = _run([go, "mod", "download", "-json", f"sigs.k8s.io/{NAME}@{METRICS_SERVER_VERSION}"],
-                  cwd=gobuild.MODULES_DIR / NAME)  # fmt: skip
-    return Path(json.loads(output)["Dir"])
-
-
 def _manifests(kubectl: list[str], image: str) -> str:
-    release = module_dir() / "manifests" / "overlays" / "release"
-    objects = [item for item in yaml.safe_load_all(_run([*kubectl, "kustomize", str(release)]))
-               if item]  # fmt: skip
+    module = addons.module_dir(NAME, f"sigs.k8s.io/{NAME}", METRICS_SERVER_VERSION)
+    rendered = addons.run([*kubectl, "kustomize", str(module / "manifests/overlays/release")])
+    objects = [item for item in yaml.safe_load_all(rendered) if item]
     return yaml.safe_dump_all(manifests(objects, image), sort_keys=False)
-
-
-def _published_reachable(running: Engine) -> bool:
-    """Whether the node can pull the published image (it pulls through the engine's host
-    network, so the engine answering a manifest request is the test)."""
-    if cluster_settings.CLUSTER_BUILD_OFFLINE is BuildOffline.ALWAYS:
-        return False
-    try:
-        subprocess.run(["docker", "manifest", "inspect", PUBLISHED_IMAGE], env=running.env(),
-                       capture_output=True, check=True,
-                       timeout=cluster_settings.CLUSTER_PULL_TIMEOUT_SECONDS)  # fmt: skip
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        if cluster_settings.CLUSTER_BUILD_OFFLINE is BuildOffline.NEVER:
-            raise MissingToolError(f"{PUBLISHED_IMAGE} cannot be pulled") from None
-        say("metrics-server's published image cannot be pulled: building it here")
-        return False
-    return True
 
 
 def _wait_for_node_metrics(kubectl: list[str]) -> str:
@@ -134,7 +105,7 @@ def _wait_for_node_metrics(kubectl: list[str]) -> str:
     command = [*kubectl, "top", "nodes", "--no-headers"]
     while True:
         result = subprocess.run(command, capture_output=True, text=True,
-                                timeout=COMMAND_TIMEOUT_SECONDS, check=False)  # fmt: skip
+                                timeout=addons.COMMAND_TIMEOUT_SECONDS, check=False)  # fmt: skip
         if result.returncode == 0 and result.stdout.strip():
             return result.stdout.strip()
         if time.monotonic() > deadline:
@@ -155,35 +126,4 @@ def _make_tarball(running: Engine, binary: Path, tarball: Path) -> None:
                             timeout=SAVE_TIMEOUT_SECONDS, check=False)  # fmt: skip
     if result.returncode != 0:
         raise MissingToolError(f"docker import {IMAGE} failed: {result.stderr.decode()}")
-    tarball.parent.mkdir(parents=True, exist_ok=True)
-    partial = tarball.with_suffix(".partial")
-    docker(running, "save", "-o", str(partial), IMAGE, timeout=SAVE_TIMEOUT_SECONDS)
-    partial.rename(tarball)
-    docker(running, "rmi", IMAGE)  # the tarball is the cache; the node keeps its copy
-
-
-def _load(running: Engine, cluster_name: str, tarball: Path) -> bool:
-    """Imports the image into the node's containerd unless it has it; whether it imported."""
-    node = f"{cluster_name}-control-plane"
-    present = docker(running, "exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q")
-    if IMAGE in present.split():
-        return False
-    with tarball.open("rb") as stream:
-        result = subprocess.run(
-            ["docker", "exec", "-i", node, "ctr", "-n", "k8s.io", "images", "import",
-             "--digests", "-"],
-            stdin=stream, env=running.env(), capture_output=True, text=True,
-            timeout=SAVE_TIMEOUT_SECONDS, check=False,
-        )  # fmt: skip
-    if result.returncode != 0:
-        raise MissingToolError(f"importing {tarball.name} failed: {result.stderr}")
-    return True
-
-
-def _run(command: list[str], stdin: str | None = None, cwd: Path | None = None) -> str:
-    result = subprocess.run(command, input=stdin, capture_output=True, text=True, cwd=cwd,
-                            timeout=COMMAND_TIMEOUT_SECONDS, check=False)  # fmt: skip
-    if result.returncode != 0:
-        name = Path(command[0]).name
-        raise MissingToolError(f"{name} {' '.join(command[1:3])} failed: {result.stderr.strip()}")
-    return result.stdout
+    addons.save(running, IMAGE, tarball)
