@@ -17,6 +17,7 @@ from cluster.versions import (
     COREDNS_VERSION,
     DAPR_VERSION,
     ETCD_VERSION,
+    KUBE_ROUTER_VERSION,
     KUBERNETES_VERSION,
     METRICS_SERVER_VERSION,
 )
@@ -107,6 +108,14 @@ BUILDS = {
             ("sigs.k8s.io/metrics-server/cmd/metrics-server",),
             # As its Makefile stamps it (the version `--version` and the API report).
             ldflags=f"-s -w -X k8s.io/client-go/pkg/version.gitVersion={METRICS_SERVER_VERSION}",
+            node=False,
+        ),
+        GoBuild(
+            "kube-router",
+            KUBE_ROUTER_VERSION,
+            ("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",),
+            ldflags="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version="
+            + KUBE_ROUTER_VERSION,
             node=False,
         ),
     )
