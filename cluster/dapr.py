@@ -128,7 +128,7 @@ def _tarball(running: Engine, name: str) -> Path:
     binary = gobuild.binaries("dapr") / name
     command = ["docker", "import", "--change", f"USER {NONROOT}:{NONROOT}",
                "--change", f'ENTRYPOINT ["/{name}"]', "-", tag]  # fmt: skip
-    result = subprocess.run(command, input=_layer(binary, name), env=running.env(),
+    result = subprocess.run(command, input=static_image_layer(binary, name), env=running.env(),
                             capture_output=True, timeout=SAVE_TIMEOUT_SECONDS,
                             check=False)  # fmt: skip
     if result.returncode != 0:
@@ -141,7 +141,7 @@ def _tarball(running: Engine, name: str) -> Path:
     return tarball
 
 
-def _layer(binary: Path, name: str) -> bytes:
+def static_image_layer(binary: Path, name: str) -> bytes:
     """The image's only layer: /<name>, /tmp, the host's CA bundle (as distroless/static has
     one) and a passwd entry for the user it runs as."""
     layer = io.BytesIO()

@@ -17,7 +17,9 @@ from cluster.versions import (
     COREDNS_VERSION,
     DAPR_VERSION,
     ETCD_VERSION,
+    KUBE_ROUTER_VERSION,
     KUBERNETES_VERSION,
+    METRICS_SERVER_VERSION,
 )
 from core.config import PROJECT_ROOT
 from devstack.binaries import CACHE_DIR, MissingToolError, _file_lock
@@ -98,6 +100,22 @@ BUILDS = {
             # As the sidecar of the local stack: the stable components only (the tag
             # selects daprd's component registry; the control plane has no tagged files).
             tags="stablecomponents",
+            node=False,
+        ),
+        GoBuild(
+            "metrics-server",
+            METRICS_SERVER_VERSION,
+            ("sigs.k8s.io/metrics-server/cmd/metrics-server",),
+            # As its Makefile stamps it (the version `--version` and the API report).
+            ldflags=f"-s -w -X k8s.io/client-go/pkg/version.gitVersion={METRICS_SERVER_VERSION}",
+            node=False,
+        ),
+        GoBuild(
+            "kube-router",
+            KUBE_ROUTER_VERSION,
+            ("github.com/cloudnativelabs/kube-router/v2/cmd/kube-router",),
+            ldflags="-s -w -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version="
+            + KUBE_ROUTER_VERSION,
             node=False,
         ),
     )

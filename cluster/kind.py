@@ -7,7 +7,17 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from cluster import app_images, base, dapr, gobuild, images, node, release, store_images
+from cluster import (
+    app_images,
+    base,
+    dapr,
+    gobuild,
+    images,
+    metrics_server,
+    node,
+    release,
+    store_images,
+)
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker, engine, our_host, stop_ours
 from cluster.steps import RESULTS, Stages
@@ -44,6 +54,7 @@ def up() -> Engine:
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
     dapr.install(running, stages, name, kubectl())
+    metrics_server.install(running, stages, name, kubectl())
     build_offline = image != KIND_NODE_IMAGE
     built = app_images.stages(running, stages, build_offline, name)
     # The development profile's Redis and PostgreSQL, where their official images cannot be had.
@@ -94,6 +105,7 @@ def build() -> Engine:
         running = engine()
     image = _build_node_image(running, stages)
     dapr.build(running, stages)
+    metrics_server.build(running, stages)
     stages.write(node_image=image, image_bytes=_image_sizes(running, image))
     return running
 

@@ -21,6 +21,13 @@ CONTAINERD_VERSION = "v2.3.4"
 # as the local stack's daprd (daprd/go.mod).
 DAPR_VERSION = "v1.18.1"
 
+# Resource metrics for `kubectl top` and the HPAs (cluster/go/metrics-server/go.mod); v0.9.0
+# is the release built on the Kubernetes v1.36 libraries, nearest to ours.
+METRICS_SERVER_VERSION = "v0.9.0"
+# NetworkPolicy enforcement (cluster/go/kube-router/go.mod): kube-router's firewall only,
+# iptables and ipset rules beside the node's own CNI.
+KUBE_ROUTER_VERSION = "v2.1.0"
+
 # The Debian suite of the node's and the images' root filesystems.
 DEBIAN_SUITE = "bookworm"
 

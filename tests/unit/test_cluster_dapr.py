@@ -28,7 +28,7 @@ def test_the_image_layer_holds_the_binary_at_the_root_for_a_non_root_user(tmp_pa
     binary.write_bytes(b"\x7fELF")
     binary.chmod(0o600)
 
-    with tarfile.open(fileobj=io.BytesIO(dapr._layer(binary, "sentry"))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(dapr.static_image_layer(binary, "sentry"))) as archive:
         members = {member.name: member for member in archive.getmembers()}
         passwd = archive.extractfile("etc/passwd")
         assert passwd is not None
