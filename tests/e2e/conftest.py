@@ -1,4 +1,8 @@
+from collections.abc import Iterator
+
 import pytest
+
+from cluster.docker import Engine, engine, ours_answers, stop_ours
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -7,3 +11,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="write the screenshot of /docs to docs/images/api-docs.png, for the README",
     )
+
+
+@pytest.fixture(scope="module")
+def running_engine() -> Iterator[Engine]:
+    """The cluster's engine; the project's dockerd is stopped afterwards if started here."""
+    was_running = ours_answers()
+    found = engine()
+    try:
+        yield found
+    finally:
+        if found.ours and not was_running:
+            stop_ours()

@@ -6,8 +6,7 @@ through the API's Service placed exactly once on the shared exchange stand-in, 4
 input, both apps' metrics; the resource metrics API (metrics-server) answering for the node and
 the pods; then down (only a cluster the tests brought up). The first run on a
 machine that cannot pull kind's node image builds it (tens of minutes); later runs take about
-a minute. The NetworkPolicy check waits for
-kube-router's firewall to be part of `up`.
+a minute.
 
 Deselected by default: `./run_tests.sh -m kind`.
 """
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cluster import app_images, dapr, kind, metrics_server, release
+from cluster import dapr, kind, metrics_server, release
 from cluster.config import cluster_settings
 from cluster.docker import Engine
 from cluster.steps import RESULTS
@@ -157,74 +156,6 @@ def _pod_metrics(namespace: str) -> dict[str, dict[str, str]]:
         if any(name.startswith("metrics-server-") for name in pods) or time.monotonic() > deadline:
             return pods
         time.sleep(5)
-
-
-ROLES = ("open", "guarded")  # two servers; a policy denies all ingress to the second
-# Tries both servers until the guarded one is refused (the agent applies a new policy within
-# seconds), then reports both: without enforcement it ends with guarded=True.
-CLIENT = """
-import os, socket, time
-def reach(ip):
-    try:
-        socket.create_connection((ip, 8080), timeout=2).close()
-        return True
-    except OSError:
-        return False
-for _ in range(60):
-    if not reach(os.environ["GUARDED"]):
-        break
-    time.sleep(1)
-print(f"open={reach(os.environ['OPEN'])} guarded={reach(os.environ['GUARDED'])}")
-"""
-
-
-@pytest.mark.skip(reason="the NetworkPolicy agent (cluster/network_policy.py) is not in `up` yet")
-def test_a_network_policy_denying_ingress_blocks_a_client(cluster: Engine) -> None:
-    namespace = f"netpol-check-{uuid.uuid4().hex[:6]}"
-    image = app_images.build(cluster, app_images.offline(cluster)).image("api")
-    _kubectl("create", "namespace", namespace)
-    try:
-        objects = [_server(role, image) for role in ROLES] + [_deny_ingress()]
-        listed = {"apiVersion": "v1", "kind": "List", "items": objects}
-        _kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(listed))
-        _kubectl("-n", namespace, "wait", "--for=condition=Ready", "pod", "--all", "--timeout=180s")
-        ip = "jsonpath={.status.podIP}"
-        ips = {role: _kubectl("-n", namespace, "get", "pod", role, "-o", ip) for role in ROLES}
-        _kubectl("-n", namespace, "run", "client", f"--image={image}",
-                 "--image-pull-policy=Never", "--restart=Never",
-                 f"--env=OPEN={ips['open']}", f"--env=GUARDED={ips['guarded']}",
-                 "--command", "--", "python3", "-c", CLIENT)  # fmt: skip
-        _kubectl("-n", namespace, "wait", "--for=jsonpath={.status.phase}=Succeeded",
-                 "pod/client", "--timeout=180s")  # fmt: skip
-        assert _kubectl("-n", namespace, "logs", "client").split() == ["open=True", "guarded=False"]
-    finally:
-        _kubectl("delete", "namespace", namespace, "--wait=false")
-
-
-def _server(role: str, image: str) -> dict[str, object]:
-    """A pod answering TCP on 8080 (Python's http.server in the API's image, on the node)."""
-    container = {
-        "name": "server",
-        "image": image,
-        "imagePullPolicy": "Never",
-        "command": ["python3", "-m", "http.server", "8080"],
-        "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": role, "labels": {"role": role}},
-        "spec": {"containers": [container]},
-    }
-
-
-def _deny_ingress() -> dict[str, object]:
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": {"name": "deny-ingress"},
-        "spec": {"podSelector": {"matchLabels": {"role": "guarded"}}, "policyTypes": ["Ingress"]},
-    }
 
 
 def _restricted_deployment() -> dict[str, object]:

@@ -17,25 +17,13 @@ from collections.abc import Iterator
 import pytest
 
 from cluster import app_images
-from cluster.docker import Engine, docker, engine, ours_answers, stop_ours
+from cluster.docker import Engine, docker
 from devstack.binaries import MissingToolError
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
 USER = "10001:10001"  # the chart's podSecurityContext
 HEALTH_DEADLINE_SECONDS = 60.0
-
-
-@pytest.fixture(scope="module")
-def running_engine() -> Iterator[Engine]:
-    """The cluster's engine; the project's dockerd is stopped afterwards if started here."""
-    was_running = ours_answers()
-    found = engine()
-    try:
-        yield found
-    finally:
-        if found.ours and not was_running:
-            stop_ours()
 
 
 @pytest.fixture(scope="module")

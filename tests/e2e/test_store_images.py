@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from cluster import store_images
-from cluster.docker import Engine, docker, engine, ours_answers, stop_ours
+from cluster.docker import Engine, docker
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(1800)]
 
@@ -37,18 +37,6 @@ POSTGRESQL_ENV = {
     "PGDATA": "/data/pgdata",
 }
 READY_DEADLINE_SECONDS = 90.0
-
-
-@pytest.fixture(scope="module")
-def running_engine() -> Iterator[Engine]:
-    """The cluster's engine; the project's dockerd is stopped afterwards if started here."""
-    was_running = ours_answers()
-    found = engine()
-    try:
-        yield found
-    finally:
-        if found.ours and not was_running:
-            stop_ours()
 
 
 @pytest.fixture(scope="module")
