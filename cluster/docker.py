@@ -30,6 +30,10 @@ PROBE_IMAGE = "order-service/privileged-probe:empty"
 _started: list[subprocess.Popen[bytes]] = []
 
 
+class DockerUnavailableError(MissingToolError):
+    """No engine that runs privileged containers answers, and none can be started here."""
+
+
 @dataclass(frozen=True)
 class Engine:
     host: str | None  # DOCKER_HOST for the docker and kind clients; None: their default
@@ -133,14 +137,17 @@ def _runs_privileged(engine: Engine) -> bool:
 
 
 def _start_dockerd() -> None:
+    if os.geteuid() != 0:
+        raise DockerUnavailableError(
+            "no Docker engine that runs privileged containers answers, and starting the "
+            "project's dockerd needs root: start Docker (or run as root)"
+        )
     dockerd = shutil.which("dockerd") or shutil.which("dockerd", path="/usr/sbin:/usr/bin")
     if dockerd is None:
         apt_install("docker.io")
         dockerd = shutil.which("dockerd", path="/usr/sbin:/usr/bin")
     if dockerd is None:
         raise MissingToolError("docker.io was installed but dockerd was not found")
-    if os.geteuid() != 0:
-        raise MissingToolError("starting the project's dockerd needs root; start Docker instead")
     started = time.monotonic()
     say(f"Docker: starting the project's dockerd on {SOCKET}")
     ENGINE_DIR.mkdir(parents=True, exist_ok=True)
