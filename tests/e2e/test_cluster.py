@@ -14,15 +14,11 @@ In the default run; alone: `./run_tests.sh -m kind`.
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -30,11 +26,19 @@ import pytest
 
 from cluster import dapr, kind, metrics_server, release
 from cluster.config import cluster_settings
-from cluster.docker import DockerUnavailableError, Engine
+from cluster.docker import Engine
 from cluster.steps import RESULTS
 from cluster.versions import KUBERNETES_VERSION, PAUSE_IMAGE_TAG
 from core.config import PROJECT_ROOT
 from devstack.processes import ProcessGroup, free_port, http_ok, port_open, wait_until
+from tests.e2e.cluster_support import (
+    APP_COMPONENTS,
+    assert_accepted,
+    kubectl,
+    kubectl_result,
+    port_forward,
+    release_pods,
+)
 from tests.factories import limit_order_body
 from tests.polling import wait_for
 from tests.telemetry import scrape, value
@@ -42,26 +46,10 @@ from tests.telemetry import scrape, value
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(3 * 3600)]
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Engine]:
-    """The cluster; deleted afterwards unless it was up before the tests."""
-    was_up = kind.is_up()
-    try:
-        running = kind.up()
-    except DockerUnavailableError as error:
-        pytest.skip(f"Docker cannot run here: {error}")
-    try:
-        yield running
-    finally:
-        if not was_up:
-            kind.down()
-
-
 # Orders posted through the API's Service: each must be placed once on the shared exchange.
 ORDERS = 1000
 POSTERS = 8  # concurrent clients through the port-forward
 PLACED_WITHIN_SECONDS = 600.0
-APP_COMPONENTS = ("api", "placer")
 ORDERS_RESULTS = RESULTS.with_name("orders.json")
 
 
@@ -106,36 +94,36 @@ def _wait_for_phase(cluster: Engine, pod: str, phases: set[str]) -> str:
 
 def test_an_injected_sidecar_passes_restricted_admission_with_mtls(cluster: Engine) -> None:
     namespace = f"dapr-check-{uuid.uuid4().hex[:6]}"
-    _kubectl("create", "namespace", namespace)
+    kubectl("create", "namespace", namespace)
     try:
-        _kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
-        refused = _kubectl_result("-n", namespace, "run", "root-pod", "--dry-run=server",
+        kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
+        refused = kubectl_result("-n", namespace, "run", "root-pod", "--dry-run=server",
                                   f"--image=registry.k8s.io/pause:{PAUSE_IMAGE_TAG}")  # fmt: skip
         assert refused.returncode != 0
         assert "violates PodSecurity" in refused.stderr
-        _kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(_restricted_deployment()))
-        _kubectl("-n", namespace, "rollout", "status", "deployment/sidecar-check", "--timeout=180s")
-        pods = json.loads(_kubectl("-n", namespace, "get", "pods", "-o", "json"))["items"]
+        kubectl("-n", namespace, "apply", "-f", "-", stdin=json.dumps(_restricted_deployment()))
+        kubectl("-n", namespace, "rollout", "status", "deployment/sidecar-check", "--timeout=180s")
+        pods = json.loads(kubectl("-n", namespace, "get", "pods", "-o", "json"))["items"]
         assert len(pods) == 1
         containers = [container["name"] for container in pods[0]["spec"]["containers"]]
         assert containers == ["pause", "daprd"]
         statuses = {s["name"]: s["ready"] for s in pods[0]["status"]["containerStatuses"]}
         assert statuses == {"pause": True, "daprd": True}
-        log = _kubectl("-n", namespace, "logs", pods[0]["metadata"]["name"], "-c", "daprd")
+        log = kubectl("-n", namespace, "logs", pods[0]["metadata"]["name"], "-c", "daprd")
         assert "Security is initialized successfully" in log  # sentry issued its SVID
         assert "mTLS is disabled" not in log
-        mtls = _kubectl("-n", dapr.NAMESPACE, "get", "configurations.dapr.io", "daprsystem",
+        mtls = kubectl("-n", dapr.NAMESPACE, "get", "configurations.dapr.io", "daprsystem",
                         "-o", "jsonpath={.spec.mtls.enabled}")  # fmt: skip
         assert mtls == "true"
     finally:
-        _kubectl("delete", "namespace", namespace, "--wait=false")
+        kubectl("delete", "namespace", namespace, "--wait=false")
 
 
 def test_the_metrics_api_answers_for_the_node_and_the_pods(cluster: Engine) -> None:
-    conditions = json.loads(_kubectl("get", "apiservice", metrics_server.APISERVICE,
+    conditions = json.loads(kubectl("get", "apiservice", metrics_server.APISERVICE,
                                      "-o", "jsonpath={.status.conditions}"))  # fmt: skip
     assert {c["type"]: c["status"] for c in conditions}["Available"] == "True"
-    nodes = json.loads(_kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"))["items"]
+    nodes = json.loads(kubectl("get", "--raw", "/apis/metrics.k8s.io/v1beta1/nodes"))["items"]
     assert [node["metadata"]["name"] for node in nodes] == [
         f"{cluster_settings.CLUSTER_NAME}-control-plane"
     ]
@@ -143,7 +131,7 @@ def test_the_metrics_api_answers_for_the_node_and_the_pods(cluster: Engine) -> N
     pods = _pod_metrics("kube-system")
     assert any(name.startswith("metrics-server-") for name in pods)
     assert all(set(usage) >= {"cpu", "memory"} for usage in pods.values())
-    top = _kubectl("top", "pods", "-n", "kube-system", "--no-headers")
+    top = kubectl("top", "pods", "-n", "kube-system", "--no-headers")
     assert "coredns-" in top
 
 
@@ -153,7 +141,7 @@ def _pod_metrics(namespace: str) -> dict[str, dict[str, str]]:
     path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods"
     deadline = time.monotonic() + 120
     while True:
-        items = json.loads(_kubectl("get", "--raw", path))["items"]
+        items = json.loads(kubectl("get", "--raw", path))["items"]
         pods = {item["metadata"]["name"]: item["containers"][0]["usage"] for item in items
                 if item["containers"]}  # fmt: skip
         if any(name.startswith("metrics-server-") for name in pods) or time.monotonic() > deadline:
@@ -193,24 +181,11 @@ def _restricted_deployment() -> dict[str, object]:
     }
 
 
-def _kubectl(*args: str, stdin: str | None = None) -> str:
-    result = _kubectl_result(*args, stdin=stdin)
-    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
-    return result.stdout
-
-
-def _kubectl_result(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    """The host's kubectl with the kubeconfig `up` wrote (helm used it to install Dapr)."""
-    command = [str(kind.kubectl()), "--kubeconfig", str(dapr.KUBECONFIG), *args]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=240,
-                          check=False)  # fmt: skip
-
-
 # The chart, as `up` installed it.
 
 
 def test_every_app_pod_is_ready_with_an_injected_daprd(cluster: Engine) -> None:
-    pods = _release_pods()
+    pods = release_pods()
     components = sorted(pod["metadata"]["labels"]["app.kubernetes.io/component"] for pod in pods)
     assert components == sorted(APP_COMPONENTS)  # values-dev.yaml: one pod of each
     for pod in pods:
@@ -235,38 +210,26 @@ def _assert_hardened(pod: dict[str, Any], component: str) -> None:
     assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in spec["containers"])
     config = annotations["dapr.io/config"]
     assert config == f"{release.RELEASE}-{component}"
-    _kubectl("-n", release.NAMESPACE, "get", "configurations.dapr.io", config)
+    kubectl("-n", release.NAMESPACE, "get", "configurations.dapr.io", config)
 
 
 def test_the_release_namespace_enforces_restricted(cluster: Engine) -> None:
-    labels = json.loads(_kubectl("get", "namespace", release.NAMESPACE, "-o", "json"))
+    labels = json.loads(kubectl("get", "namespace", release.NAMESPACE, "-o", "json"))
     assert labels["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
-    refused = _kubectl_result("-n", release.NAMESPACE, "run", "root-pod", "--dry-run=server",
+    refused = kubectl_result("-n", release.NAMESPACE, "run", "root-pod", "--dry-run=server",
                               f"--image=registry.k8s.io/pause:{PAUSE_IMAGE_TAG}")  # fmt: skip
     assert refused.returncode != 0
     assert "violates PodSecurity" in refused.stderr
 
 
 def test_the_apps_sidecars_run_with_mtls(cluster: Engine) -> None:
-    mtls = _kubectl("-n", dapr.NAMESPACE, "get", "configurations.dapr.io", "daprsystem",
+    mtls = kubectl("-n", dapr.NAMESPACE, "get", "configurations.dapr.io", "daprsystem",
                     "-o", "jsonpath={.spec.mtls.enabled}")  # fmt: skip
     assert mtls == "true"
-    for pod in _release_pods():
-        log = _kubectl("-n", release.NAMESPACE, "logs", pod["metadata"]["name"], "-c", "daprd")
+    for pod in release_pods():
+        log = kubectl("-n", release.NAMESPACE, "logs", pod["metadata"]["name"], "-c", "daprd")
         assert "Security is initialized successfully" in log  # an SVID from sentry
         assert "mTLS is disabled" not in log
-
-
-@pytest.fixture(scope="module")
-def api_url(cluster: Engine) -> Iterator[str]:
-    with _port_forward(f"svc/{release.RELEASE}-api", 80, "/health/ready") as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def exchange_url(cluster: Engine) -> Iterator[str]:
-    with _port_forward(f"svc/{release.RELEASE}-exchange", 80, "/health/ready") as url:
-        yield url
 
 
 def test_orders_through_the_service_are_placed_once_each(api_url: str, exchange_url: str) -> None:
@@ -278,7 +241,7 @@ def test_orders_through_the_service_are_placed_once_each(api_url: str, exchange_
         posted = time.monotonic()
         for body, response in zip(bodies, responses, strict=True):
             assert response.status_code == 201, response.text
-            _assert_accepted(response.json(), body)
+            assert_accepted(response.json(), body)
         ids = [response.json()["id"] for response in responses]
 
         def all_placed() -> bool:
@@ -302,17 +265,6 @@ def _record(figures: dict[str, object]) -> None:
     ORDERS_RESULTS.write_text(json.dumps(figures, indent=2) + "\n")
 
 
-def _assert_accepted(answer: dict[str, Any], body: dict[str, Any]) -> None:
-    assert set(answer) == {*body, "id", "created_at", "status", "failure_reason"}
-    assert {key: answer[key] for key in body if key != "limit_price"} == {
-        key: value for key, value in body.items() if key != "limit_price"
-    }
-    assert Decimal(answer["limit_price"]) == Decimal(str(body["limit_price"]))
-    assert answer["status"] == "accepted"
-    assert answer["failure_reason"] is None
-    uuid.UUID(answer["id"])
-
-
 def test_bad_input_is_refused_with_422(api_url: str) -> None:
     response = httpx.post(f"{api_url}/orders", json=limit_order_body(quantity=0), timeout=10)
     assert response.status_code == 422
@@ -322,36 +274,10 @@ def test_bad_input_is_refused_with_422(api_url: str) -> None:
 def test_both_apps_serve_their_metrics(cluster: Engine, api_url: str) -> None:
     # After the orders above; one pod of each app (values-dev.yaml), so one scrape counts all.
     # The placer's Service is headless: port-forward reaches one of its pods.
-    with _port_forward(f"svc/{release.RELEASE}-api", 9464, "/metrics") as url:
+    with port_forward(f"svc/{release.RELEASE}-api", 9464, "/metrics") as url:
         assert value(scrape(f"{url}/metrics"), "orders_accepted_total") >= ORDERS
-    with _port_forward(f"svc/{release.RELEASE}-placer-metrics", 9464, "/metrics") as url:
+    with port_forward(f"svc/{release.RELEASE}-placer-metrics", 9464, "/metrics") as url:
         assert value(scrape(f"{url}/metrics"), "orders_placed_total") >= ORDERS
-
-
-def _release_pods() -> list[dict[str, Any]]:
-    selector = f"app.kubernetes.io/instance={release.RELEASE}"
-    document = json.loads(_kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
-                                   "-o", "json"))  # fmt: skip
-    return [
-        pod
-        for pod in document["items"]
-        if pod["metadata"]["labels"]["app.kubernetes.io/component"] in APP_COMPONENTS
-        and pod["metadata"].get("deletionTimestamp") is None
-    ]
-
-
-@contextmanager
-def _port_forward(target: str, remote_port: int, ready_path: str) -> Iterator[str]:
-    """A local URL for `target`'s port, once `ready_path` answers through it."""
-    port = free_port()
-    command = [str(kind.kubectl()), "--kubeconfig", str(dapr.KUBECONFIG), "-n",
-               release.NAMESPACE, "port-forward", target, f"{port}:{remote_port}"]  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    with ProcessGroup() as group:
-        process = group.start(f"port-forward-{port}", command)
-        wait_until(process, http_ok(url + ready_path), what=f"forwarding {target}",
-                   timeout_seconds=60)  # fmt: skip
-        yield url
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "sigkill"])

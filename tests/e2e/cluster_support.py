@@ -1,0 +1,65 @@
+"""What the cluster tests share: kubectl with the kubeconfig `up` wrote, port-forwards to the
+release's Services, the release's app pods, and the shape of an accepted order."""
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+from cluster import dapr, kind, release
+from devstack.processes import ProcessGroup, free_port, http_ok, wait_until
+
+APP_COMPONENTS = ("api", "placer")
+
+
+def kubectl(*args: str, stdin: str | None = None) -> str:
+    result = kubectl_result(*args, stdin=stdin)
+    assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def kubectl_result(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The host's kubectl with the kubeconfig `up` wrote (helm used it to install Dapr)."""
+    command = [str(kind.kubectl()), "--kubeconfig", str(dapr.KUBECONFIG), *args]
+    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=240,
+                          check=False)  # fmt: skip
+
+
+def release_pods() -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/instance={release.RELEASE}"
+    document = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
+                                   "-o", "json"))  # fmt: skip
+    return [
+        pod
+        for pod in document["items"]
+        if pod["metadata"]["labels"]["app.kubernetes.io/component"] in APP_COMPONENTS
+        and pod["metadata"].get("deletionTimestamp") is None
+    ]
+
+
+@contextmanager
+def port_forward(target: str, remote_port: int, ready_path: str) -> Iterator[str]:
+    """A local URL for `target`'s port, once `ready_path` answers through it."""
+    port = free_port()
+    command = [str(kind.kubectl()), "--kubeconfig", str(dapr.KUBECONFIG), "-n",
+               release.NAMESPACE, "port-forward", target, f"{port}:{remote_port}"]  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with ProcessGroup() as group:
+        process = group.start(f"port-forward-{port}", command)
+        wait_until(process, http_ok(url + ready_path), what=f"forwarding {target}",
+                   timeout_seconds=60)  # fmt: skip
+        yield url
+
+
+def assert_accepted(answer: dict[str, Any], body: dict[str, Any]) -> None:
+    assert set(answer) == {*body, "id", "created_at", "status", "failure_reason"}
+    assert {key: answer[key] for key in body if key != "limit_price"} == {
+        key: value for key, value in body.items() if key != "limit_price"
+    }
+    assert Decimal(answer["limit_price"]) == Decimal(str(body["limit_price"]))
+    assert answer["status"] == "accepted"
+    assert answer["failure_reason"] is None
+    uuid.UUID(answer["id"])
