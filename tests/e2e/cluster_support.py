@@ -3,6 +3,7 @@ release's Services, the release's app pods, and the shape of an accepted order."
 
 import json
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -63,3 +64,68 @@ def assert_accepted(answer: dict[str, Any], body: dict[str, Any]) -> None:
     assert answer["status"] == "accepted"
     assert answer["failure_reason"] is None
     uuid.UUID(answer["id"])
+
+
+# Labels that the release's NetworkPolicies let reach the API: those of the release's own pods
+# (no component label, so no Service or PodDisruptionBudget selects the client).
+RELEASE_LABELS = {
+    "app.kubernetes.io/name": release.RELEASE,
+    "app.kubernetes.io/instance": release.RELEASE,
+}
+
+
+def run_client_pod(
+    script: str, *, labels: dict[str, str], timeout_seconds: float = 600
+) -> tuple[str, str]:
+    """Runs `script` with the API image's Python in a pod of the release's namespace, as the
+    restricted profile allows (non-root, no capabilities, read-only root); waits until it ends.
+    Returns its phase (Succeeded or Failed) and its output; the pod is deleted afterwards."""
+    name = f"client-{uuid.uuid4().hex[:8]}"
+    kubectl("-n", release.NAMESPACE, "apply", "-f", "-",
+            stdin=json.dumps(_client_pod(name, script, labels)))  # fmt: skip
+    try:
+        phase = _wait_until_ended(name, timeout_seconds)
+        return phase, kubectl("-n", release.NAMESPACE, "logs", name)
+    finally:
+        kubectl("-n", release.NAMESPACE, "delete", "pod", name, "--wait=false")
+
+
+def api_image() -> str:
+    """The image the release's API Deployment runs (built here or pulled)."""
+    return kubectl("-n", release.NAMESPACE, "get", "deployment", f"{release.RELEASE}-api",
+                   "-o", "jsonpath={.spec.template.spec.containers[0].image}")  # fmt: skip
+
+
+def _client_pod(name: str, script: str, labels: dict[str, str]) -> dict[str, Any]:
+    container = {
+        "name": "client",
+        "image": api_image(),
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-c", script],
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [container],
+        },
+    }  # fmt: skip
+
+
+def _wait_until_ended(name: str, timeout_seconds: float) -> str:
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        phase = kubectl("-n", release.NAMESPACE, "get", "pod", name,
+                        "-o", "jsonpath={.status.phase}")  # fmt: skip
+        if phase in {"Succeeded", "Failed"}:
+            return phase
+        time.sleep(1)
+    described = kubectl("-n", release.NAMESPACE, "describe", "pod", name)
+    raise AssertionError(f"pod {name} did not end in {timeout_seconds:.0f} s: {described}")
