@@ -1,13 +1,14 @@
 """`./run cluster` (up, then a port-forward of the API to http://127.0.0.1:8000 until Ctrl-C),
 `python -m cluster up --no-forward` (up only: for tests and scripts), `./run cluster down`,
 `python -m cluster build` (the node image and everything on it, and Dapr's images, without a
-cluster) and `python -m cluster images` (the app images, and the development stores' where the
-official ones cannot be pulled, loaded into the cluster when it is up)."""
+cluster), `python -m cluster images` (the app images, and the development stores' where the
+official ones cannot be pulled, loaded into the cluster when it is up) and `python -m cluster
+report` (results/summary.md again from the results files)."""
 
 import subprocess
 import sys
 
-from cluster import kind, release
+from cluster import kind, release, report
 from devstack.binaries import MissingToolError
 from devstack.processes import StartupError, say
 
@@ -29,6 +30,7 @@ def main() -> int:
         "down": kind.down,
         "build": kind.build,
         "images": kind.app_images_only,
+        "report": report.write,
     }
     command = args[0] if args else "up"
     if command not in commands or len(args) > 1:

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from core.config import PROJECT_ROOT
+from cluster import report
 from devstack.binaries import CACHE_DIR, MissingToolError
 from devstack.processes import say
 
 LOG_DIR = CACHE_DIR / "cluster" / "logs"
-RESULTS = PROJECT_ROOT / "cluster" / "results" / "latest.json"
+RESULTS = report.RESULTS_DIR / "latest.json"
 PROGRESS_EVERY_SECONDS = 60.0
 
 
@@ -89,8 +89,8 @@ class Stages:
             "command": self.command,
             "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "total_seconds": round(time.monotonic() - self.started, 1),
-            # Cold: something was built (engine and cluster stages only find or start things).
-            "cold": any(stage.get("cached") is False for stage in self.stages),
+            # Cold: every part was built, none found in the cache.
+            "cold": _cold(self.stages),
             "stages": self.stages,
             "cache_bytes": disk_usage(CACHE_DIR / "cluster"),
             **extra,
@@ -99,7 +99,15 @@ class Stages:
         self.results.write_text(json.dumps(document, indent=2) + "\n")
         if document["cold"] and self.results == RESULTS:
             shutil.copyfile(RESULTS, RESULTS.with_name("cold.json"))
+        report.write()
         return self.results
+
+
+def _cold(stages: list[dict[str, object]]) -> bool:
+    """Whether the run built every part it has (a run that found some in the cache, or only
+    rebuilt the app images, is not the cold figure)."""
+    parts = [stage["cached"] for stage in stages if "cached" in stage]
+    return bool(parts) and not any(parts)
 
 
 def disk_usage(path: Path) -> dict[str, int]:
