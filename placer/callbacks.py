@@ -33,6 +33,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 # the backlog of an outage is released in one go; in steady traffic a batch holds the orders
 # that arrived while the one before waited out its API deadline (about 5 s of them).
 OUTBOX_BATCH_SIZE = 500
+# The headers a call may carry. The sidecar appends a traceparent and a grpc-trace-bin header
+# for every traced entry of a batch (runtime: pkg/runtime/subscription/postman/grpc), about
+# 200 bytes each once packed: gRPC's default of 16 KiB refuses a batch of more than about 80
+# traced messages, before our code sees it. 1 MiB holds OUTBOX_BATCH_SIZE entries many times.
+MAX_METADATA_BYTES = 1024 * 1024
 # Seconds a stopping placer gives the deliveries in flight before it cancels them (the sidecar
 # then delivers them again).
 STOP_GRACE_SECONDS = 5.0
@@ -174,7 +179,11 @@ class PlacerCallbacks(callback_grpc.AppCallbackServicer):
 
 
 async def start_server(servicer: PlacerCallbacks, host: str, port: int) -> grpc.aio.Server:
-    server = grpc.aio.server()
+    limits = [
+        ("grpc.max_metadata_size", MAX_METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", MAX_METADATA_BYTES),
+    ]
+    server = grpc.aio.server(options=limits)
     callback_grpc.add_AppCallbackServicer_to_server(servicer, server)
     server.add_insecure_port(f"{host}:{port}")
     await server.start()

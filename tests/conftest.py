@@ -27,6 +27,12 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The cluster suite runs last: its session-wide cluster is deleted right after it, and
+    does not take the CPU from the other tests meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("kind") is not None)
+
+
 def programs_needed(items: Iterable[pytest.Item], root: Path) -> list[Program]:
     """The programs the tests about to run need, each once, in the order of PROGRAMS."""
     paths = {item.path for item in items if item.get_closest_marker("skip") is None}

@@ -1,5 +1,6 @@
 """The placer's gRPC callback server, as its sidecar calls it (a real server on loopback)."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -96,6 +97,46 @@ async def test_batch_is_answered_per_entry(stub: callback_grpc.AppCallbackStub) 
     assert {(s.entry_id, s.status) for s in answer.statuses} == {
         ("a", callback.TopicEventResponse.SUCCESS),
         ("b", callback.TopicEventResponse.SUCCESS),
+    }
+
+
+# What one traced entry of a batch adds to the call's headers, counted as HTTP/2 counts a
+# header list (name + value + 32): a traceparent and a base64 grpc-trace-bin of 29 bytes.
+TRACE_HEADERS_PER_ENTRY = (len("traceparent") + 55 + 32) + (len("grpc-trace-bin") + 40 + 32)
+SETTINGS_FRAME = 0x4
+SETTINGS_MAX_HEADER_LIST_SIZE = 0x6
+
+
+async def test_the_server_takes_the_headers_of_a_full_traced_batch() -> None:
+    # The sidecar's gRPC client refuses to send a call whose headers exceed the size the server
+    # announces in its HTTP/2 SETTINGS, so the announced size must hold a full batch.
+    port = free_port()
+    sidecar = MemorySidecar()
+    placer = Placer(repository(sidecar), _unreachable_exchange, 1, answer_deadline_seconds=3)
+    release = OutboxRelease(repository(sidecar), sidecar, "markers", answer_deadline_seconds=3)
+    server = await start_server(PlacerCallbacks(placer, release, TOKEN), "127.0.0.1", port)
+    try:
+        settings_sent = await _server_settings(port)
+    finally:
+        await server.stop(0)
+    full_batch = OUTBOX_BATCH_SIZE * TRACE_HEADERS_PER_ENTRY
+    assert settings_sent[SETTINGS_MAX_HEADER_LIST_SIZE] > full_batch
+
+
+async def _server_settings(port: int) -> dict[int, int]:
+    """The server's first SETTINGS frame, after a client's connection preface."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        empty_settings = bytes([0, 0, 0, SETTINGS_FRAME, 0, 0, 0, 0, 0])
+        writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + empty_settings)
+        header = await asyncio.wait_for(reader.readexactly(9), timeout=5)
+        assert header[3] == SETTINGS_FRAME
+        payload = await asyncio.wait_for(reader.readexactly(int.from_bytes(header[:3])), 5)
+    finally:
+        writer.close()
+    return {
+        int.from_bytes(payload[at : at + 2]): int.from_bytes(payload[at + 2 : at + 6])
+        for at in range(0, len(payload), 6)
     }
 
 
