@@ -14,6 +14,7 @@ from cluster import (
     gobuild,
     images,
     metrics_server,
+    network_policy,
     node,
     release,
     store_images,
@@ -34,7 +35,8 @@ PULL_TIMEOUT_SECONDS = 1800
 
 def up() -> Engine:
     """Brings the cluster up (or finds it up), waits until its node and DNS are Ready, then
-    installs Dapr's control plane and the chart and waits for both apps."""
+    installs Dapr's control plane, metrics-server, the NetworkPolicy agent and the chart and
+    waits for both apps."""
     stages = Stages("up")
     with stages.stage("engine") as facts:
         running = engine()
@@ -55,6 +57,8 @@ def up() -> Engine:
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
     dapr.install(running, stages, name, kubectl())
     metrics_server.install(running, stages, name, kubectl())
+    # Before the release, so that its NetworkPolicies hold from its first pod on.
+    network_policy.install(running, stages, name, kubectl())
     build_offline = image != KIND_NODE_IMAGE
     built = app_images.stages(running, stages, build_offline, name)
     # The development profile's Redis and PostgreSQL, where their official images cannot be had.
@@ -98,14 +102,15 @@ def down() -> None:
 
 
 def build() -> Engine:
-    """Builds (or finds cached) the node image and everything on it, and Dapr's images,
-    without a cluster."""
+    """Builds (or finds cached) the node image and everything on it, and the images of Dapr
+    and the add-ons, without a cluster."""
     stages = Stages("build")
     with stages.stage("engine"):
         running = engine()
     image = _build_node_image(running, stages)
     dapr.build(running, stages)
     metrics_server.build(running, stages)
+    network_policy.build(running, stages)
     stages.write(node_image=image, image_bytes=_image_sizes(running, image))
     return running
 

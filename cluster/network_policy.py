@@ -15,6 +15,8 @@ and its firewall-only DaemonSet (`daemonset/kube-router-firewall-daemonset.yaml`
 parts that install a CNI (its init container, ConfigMap and kubeconfig file): it talks to the
 API server with its service account."""
 
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from cluster.docker import Engine, docker
 from cluster.images import IMAGES_DIR, KUBE_PROXY_PACKAGES
 from cluster.steps import Stages
 from cluster.versions import KUBE_ROUTER_VERSION
+from devstack.binaries import MissingToolError
 from devstack.processes import say
 
 NAME = "kube-router"
@@ -38,13 +41,15 @@ RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding")
 # What the firewall-only DaemonSet mounts to install its own CNI; the node keeps ours.
 CNI_VOLUMES = ("cni-conf-dir", "kube-router-cfg", "kubeconfig", "host-opt")
 WAIT_SECONDS = 240
+# The chain its first sync hooks into the node's FORWARD chain (pod-to-pod traffic).
+FORWARD_CHAIN = "KUBE-ROUTER-FORWARD"
 
 Objects = list[dict[str, Any]]
 
 
 def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -> None:
     """The published image where it can be pulled, else ours (built, cached, loaded); then
-    apply and wait for the DaemonSet's pod."""
+    apply, and wait for the DaemonSet's pod and its first sync of the node's iptables."""
     with stages.stage("kube-router published image") as facts:
         published = facts["reachable"] = addons.pullable(running, PUBLISHED_IMAGE)
     image = PUBLISHED_IMAGE if published else IMAGE
@@ -60,6 +65,24 @@ def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -
                    stdin=yaml.safe_dump_all(manifests(*_module_objects(), image)))  # fmt: skip
         addons.run([*command, "-n", NAMESPACE, "rollout", "status", f"daemonset/{NAME}",
                     f"--timeout={WAIT_SECONDS}s"])  # fmt: skip
+        facts["firewall_chain"] = _wait_for_firewall(command)
+
+
+def _wait_for_firewall(kubectl: list[str]) -> str:
+    """The rule that hooks the firewall's chain into the node's FORWARD chain, once its first
+    sync has added it: the pod is Ready as soon as it starts (it has no readiness probe)."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    command = [*kubectl, "-n", NAMESPACE, "exec", f"daemonset/{NAME}", "--",
+               "iptables", "-w", "5", "-S", "FORWARD"]  # fmt: skip
+    while True:
+        result = subprocess.run(command, capture_output=True, text=True,
+                                timeout=addons.COMMAND_TIMEOUT_SECONDS, check=False)  # fmt: skip
+        hook = next((line for line in result.stdout.splitlines() if FORWARD_CHAIN in line), None)
+        if hook is not None:
+            return hook
+        if time.monotonic() > deadline:
+            raise MissingToolError(f"{NAME} added no {FORWARD_CHAIN} rule: {result.stderr.strip()}")
+        time.sleep(2)
 
 
 def build(running: Engine, stages: Stages) -> Path:

@@ -5,7 +5,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -75,14 +75,19 @@ RELEASE_LABELS = {
 
 
 def run_client_pod(
-    script: str, *, labels: dict[str, str], timeout_seconds: float = 600
+    script: str,
+    *,
+    labels: dict[str, str],
+    timeout_seconds: float = 600,
+    env: Sequence[dict[str, Any]] = (),
 ) -> tuple[str, str]:
     """Runs `script` with the API image's Python in a pod of the release's namespace, as the
     restricted profile allows (non-root, no capabilities, read-only root); waits until it ends.
+    `env`: the container's environment (Kubernetes EnvVar objects).
     Returns its phase (Succeeded or Failed) and its output; the pod is deleted afterwards."""
     name = f"client-{uuid.uuid4().hex[:8]}"
     kubectl("-n", release.NAMESPACE, "apply", "-f", "-",
-            stdin=json.dumps(_client_pod(name, script, labels)))  # fmt: skip
+            stdin=json.dumps(_client_pod(name, script, labels, env)))  # fmt: skip
     try:
         phase = _wait_until_ended(name, timeout_seconds)
         return phase, kubectl("-n", release.NAMESPACE, "logs", name)
@@ -96,12 +101,15 @@ def api_image() -> str:
                    "-o", "jsonpath={.spec.template.spec.containers[0].image}")  # fmt: skip
 
 
-def _client_pod(name: str, script: str, labels: dict[str, str]) -> dict[str, Any]:
+def _client_pod(
+    name: str, script: str, labels: dict[str, str], env: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
     container = {
         "name": "client",
         "image": api_image(),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-c", script],
+        "env": list(env),
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
     }  # fmt: skip
