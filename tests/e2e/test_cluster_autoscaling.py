@@ -24,7 +24,7 @@ from cluster.docker import Engine
 from cluster.steps import RESULTS
 from cluster.store_images import StoreImages
 from devstack import binaries
-from tests.e2e.cluster_support import RELEASE_LABELS, kubectl, release_pods, run_client_pod
+from tests.e2e.cluster_support import RELEASE_LABELS, kubectl, run_client_pod
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
 
@@ -220,8 +220,12 @@ def cpu_requests() -> dict[str, str]:
 
 
 def api_pods() -> list[dict[str, Any]]:
-    return [pod for pod in release_pods()
-            if pod["metadata"]["labels"]["app.kubernetes.io/component"] == "api"]  # fmt: skip
+    """The API's pods, but those on their way out. (The load's pod has the release's labels
+    too, and no component.)"""
+    selector = f"app.kubernetes.io/instance={release.RELEASE},app.kubernetes.io/component=api"
+    document = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
+                                  "-o", "json"))  # fmt: skip
+    return [pod for pod in document["items"] if pod["metadata"].get("deletionTimestamp") is None]
 
 
 def ready_api_pods() -> list[str]:
