@@ -359,4 +359,4 @@ def test_chart_says_where_it_comes_from_and_what_it_needs() -> None:
     assert chart["kubeVersion"] == ">=1.27.0-0"
     assert chart["annotations"]["order-service/dapr-version"] == "1.18"
     ignored = (CHART / ".helmignore").read_text().splitlines()
-    assert ".git/" in ignored and "tests/" in ignored
+    assert ".git/" in ignored and "/tests/" in ignored
