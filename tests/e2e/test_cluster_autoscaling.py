@@ -41,7 +41,7 @@ AUTOSCALING = {
 # The load: clients in one pod reading orders that do not exist (404 after a state store read
 # through the sidecar: no order is made, nothing for the placer), for a fixed time.
 LOAD_CLIENTS = 8
-LOAD_SECONDS = 180
+LOAD_SECONDS = 120
 METRICS_WITHIN_SECONDS = 180  # the HPA's first CPU figure after it is made
 SCALED_IN_WITHIN_SECONDS = 420  # after the load: the window, metrics' lag, the pod's drain
 POLL_SECONDS = 2

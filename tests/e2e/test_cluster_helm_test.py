@@ -19,7 +19,7 @@ from tests.e2e.cluster_support import kubectl
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(900)]
 
 TEST_POD = f"{release.RELEASE}-test-place-order"
-HELM_TEST_TIMEOUT = "300s"  # for the pod; the hook's own bound is 120 s (helmTest.*)
+HELM_TEST_TIMEOUT = "300s"  # helm's default; the hook gives up after 240 s (helmTest.*)
 
 
 def test_helm_test_places_one_order(api_url: str, exchange_url: str) -> None:
