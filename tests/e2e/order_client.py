@@ -9,8 +9,9 @@ connection for each request, so every order is routed by kube-proxy afresh.
 
 Output: a line `order <orders answered so far> <JSON>` as each order ends, with its key, its
 number and its attempts, in order: `{"status": 201, "id": ..., "replayed": ...}`, `{"status":
-500, "body": ...}` or `{"error": "<exception>"}` (no answer: refused, reset, timed out); then
-`done <seconds>`. (One line per order: the container runtime splits long lines.)
+500, "body": ..., "server": ...}` or `{"error": "<exception>"}` (no answer: refused, reset,
+timed out), each with the time it ended (`at`, Unix seconds); then `done <seconds>`. (One
+line per order: the container runtime splits long lines.)
 """
 
 import http.client
@@ -65,7 +66,8 @@ def attempt(settings: Settings, body: dict[str, Any], key: str) -> dict[str, Any
             text = error.read().decode(errors="replace")
         except (OSError, http.client.HTTPException) as cut:
             text = f"(body lost: {cut!r})"
-        return {"status": error.code, "body": text}
+        # Who answered, should it not be the API.
+        return {"status": error.code, "body": text, "server": error.headers.get("Server")}
     except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
         # Refused, reset, timed out, or an answer cut short.
         return {"error": f"{type(error).__name__}: {error}"}
@@ -81,7 +83,7 @@ def place(settings: Settings, number: int) -> dict[str, Any]:
     body = {**settings.body, "quantity": number}
     attempts: list[dict[str, Any]] = []
     for count in range(1, settings.max_attempts + 1):
-        outcome = attempt(settings, body, key)
+        outcome = {**attempt(settings, body, key), "at": round(time.time(), 1)}
         attempts.append(outcome)
         if not (settings.retry and retryable(outcome)) or count == settings.max_attempts:
             break

@@ -37,6 +37,7 @@ from cluster import release
 from cluster.docker import Engine
 from cluster.steps import RESULTS
 from devstack import binaries
+from devstack.processes import say
 from tests.chart.network_policy import Endpoint, allows
 from tests.chart.rendering import of_kind, render
 from tests.e2e import order_client
@@ -361,6 +362,7 @@ def _force_delete(component: str, pod: str) -> float:
     deliveries in flight cut); the seconds until its replacement is Ready."""
     count = len(_app_pods(component))
     started = time.monotonic()
+    say(f"deleting {pod} at {time.time():.1f}")  # to match the client's attempts
     kubectl("-n", release.NAMESPACE, "delete", "pod", pod, "--grace-period=0", "--force")
     names = _wait_pods(component, count)
     assert pod not in names
