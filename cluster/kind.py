@@ -29,6 +29,8 @@ from devstack.processes import say
 KIND_CONFIG = Path(__file__).with_name("node") / "kind-config.yaml"
 CREATE_TIMEOUT_SECONDS = 900
 READY_TIMEOUT = "300s"
+# The pods' addresses: node/kind-config.yaml's podSubnet, node/10-ptp.conflist's range.
+POD_SUBNET = "10.244.0.0/16"
 PULL_TIMEOUT_SECONDS = 1800
 
 
@@ -49,6 +51,7 @@ def up() -> Engine:
             _kind(running, "create", "cluster", "--name", name, "--image", image,
                   "--config", str(KIND_CONFIG), "--wait", "5m")  # fmt: skip
     with stages.stage("ready"):
+        _pod_subnet_unreachable(running)
         node_kubectl(running, "wait", "--for=condition=Ready", "node", "--all",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
@@ -134,6 +137,16 @@ def app_images_only() -> Engine:
     sizes = {**app_images.sizes(running, built), **app_images.image_sizes(running, store_refs)}
     stages.write(app_images=built.all, store_images=store_refs, image_bytes=sizes)
     return running
+
+
+def _pod_subnet_unreachable(running: Engine) -> None:
+    """Packets to a pod address with no pod behind it are refused on the node (ICMP host
+    unreachable) instead of following the node's default route out of the cluster: after a pod
+    is deleted, kube-proxy's rules and peers' connections can still point at its address for a
+    moment, and the ptp plugin leaves only per-pod routes. Each pod's own route is more
+    specific. Routes do not survive a restart of the node, so `up` sets it every time."""
+    docker(running, "exec", f"{cluster_settings.CLUSTER_NAME}-control-plane",
+           "ip", "route", "replace", "unreachable", POD_SUBNET)  # fmt: skip
 
 
 def node_kubectl(running: Engine, *args: str) -> str:

@@ -33,8 +33,9 @@ import httpx
 import pytest
 
 from app.errors import PLACEMENT_FAILED_MESSAGE
-from cluster import release
-from cluster.docker import Engine
+from cluster import kind, release
+from cluster.config import cluster_settings
+from cluster.docker import Engine, docker
 from cluster.steps import RESULTS
 from devstack import binaries
 from devstack.processes import say
@@ -92,6 +93,7 @@ def test_the_client_pod_is_admitted_to_the_api_by_the_network_policy() -> None:
         assert not selector.items() <= client.labels.items(), service["metadata"]["name"]
 
 
+@pytest.mark.usefixtures("pod_subnet_unreachable")
 def test_forced_deletion_of_a_placer_and_an_api_pod_loses_nothing(
     cluster: Engine, exchange_url: str
 ) -> None:
@@ -114,6 +116,7 @@ def test_forced_deletion_of_a_placer_and_an_api_pod_loses_nothing(
                                 "all_placed_seconds_after_load": placed_seconds})  # fmt: skip
 
 
+@pytest.mark.usefixtures("pod_subnet_unreachable")
 def test_a_rolling_upgrade_under_load_answers_every_order_201(
     cluster: Engine, exchange_url: str, installed_values: dict[str, str]
 ) -> None:
@@ -147,6 +150,15 @@ def test_a_rolling_upgrade_under_load_answers_every_order_201(
         _helm_upgrade(installed_values)
         for component in ("api", "placer"):
             _wait_pods(component, 1, rollout=None)
+
+
+@pytest.fixture(scope="module")
+def pod_subnet_unreachable(cluster: Engine) -> None:
+    """Packets to the address of a pod just deleted (kube-proxy's rules lag a moment behind)
+    are refused on the node, not routed out of it (`up` sets this)."""
+    node = f"{cluster_settings.CLUSTER_NAME}-control-plane"
+    routes = docker(cluster, "exec", node, "ip", "route", "show", "type", "unreachable")
+    assert kind.POD_SUBNET in routes.split(), routes
 
 
 @pytest.fixture(scope="module")
