@@ -155,10 +155,17 @@ def test_a_rolling_upgrade_under_load_answers_every_order_201(
 @pytest.fixture(scope="module")
 def pod_subnet_unreachable(cluster: Engine) -> None:
     """Packets to the address of a pod just deleted (kube-proxy's rules lag a moment behind)
-    are refused on the node, not routed out of it (`up` sets this)."""
+    or of a Service left without endpoints are refused on the node, not routed out of it (`up`
+    sets this)."""
     node = f"{cluster_settings.CLUSTER_NAME}-control-plane"
     routes = docker(cluster, "exec", node, "ip", "route", "show", "type", "unreachable")
     assert kind.POD_SUBNET in routes.split(), routes
+    # And a Service address without endpoints (a forwarded packet that kube-proxy left as is).
+    table = str(kind.UNROUTED_TABLE)
+    routes = docker(cluster, "exec", node, "ip", "route", "show", "table", table)
+    assert routes.split()[:2] == ["unreachable", kind.SERVICE_SUBNET], routes
+    rules = docker(cluster, "exec", node, "ip", "rule", "show")
+    assert f"to {kind.SERVICE_SUBNET} lookup {table}" in rules, rules
 
 
 @pytest.fixture(scope="module")
