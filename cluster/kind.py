@@ -30,6 +30,12 @@ from devstack.processes import say
 KIND_CONFIG = Path(__file__).with_name("node") / "kind-config.yaml"
 CREATE_TIMEOUT_SECONDS = 900
 READY_TIMEOUT = "300s"
+# The pods' addresses: node/kind-config.yaml's podSubnet, node/10-ptp.conflist's range.
+POD_SUBNET = "10.244.0.0/16"
+# The Services' addresses: kind's default (node/kind-config.yaml sets none).
+SERVICE_SUBNET = "10.96.0.0/16"
+# The node's routing table (and rule preference) for forwarded traffic to Service addresses.
+UNROUTED_TABLE = 101
 PULL_TIMEOUT_SECONDS = 1800
 
 
@@ -51,6 +57,7 @@ def up() -> Engine:
             _kind(running, "create", "cluster", "--name", name, "--image", image,
                   "--config", str(KIND_CONFIG), "--wait", "5m")  # fmt: skip
     with stages.stage("ready"):
+        _unrouted_addresses_unreachable(running)
         node_kubectl(running, "wait", "--for=condition=Ready", "node", "--all",
                      f"--timeout={READY_TIMEOUT}")  # fmt: skip
         node_kubectl(running, "-n", "kube-system", "rollout", "status", "deployment/coredns",
@@ -139,6 +146,29 @@ def app_images_only() -> Engine:
     sizes = {**app_images.sizes(running, built), **app_images.image_sizes(running, store_refs)}
     stages.write(app_images=built.all, store_images=store_refs, image_bytes=sizes)
     return running
+
+
+def _unrouted_addresses_unreachable(running: Engine) -> None:
+    """Packets from pods to a pod or Service address with nothing behind it are refused on the
+    node (ICMP host unreachable) instead of following its default route out of the cluster.
+    Pod addresses: after a pod is deleted, kube-proxy's rules and peers' connections still point
+    at its address for a moment, and the ptp plugin leaves only per-pod routes (each more
+    specific than the subnet's). Service addresses: kube-proxy rejects connections to a Service
+    without endpoints in the filter table's FORWARD chain, but a NetworkPolicy agent that
+    accepts pod traffic earlier in that chain (kube-router does) lets them through, not
+    rewritten; a rule sends forwarded traffic to the Service range to a table where it is
+    unreachable, while the node's own connections to Services (the API server calling a
+    webhook) keep the main table. Routes and rules do not survive a restart of the node, so
+    `up` sets them every time."""
+    script = (
+        f"ip route replace unreachable {POD_SUBNET}"
+        f" && ip route replace unreachable {SERVICE_SUBNET} table {UNROUTED_TABLE}"
+        f" && while ip rule del pref {UNROUTED_TABLE - 1} 2>/dev/null; do :; done"
+        f" && while ip rule del pref {UNROUTED_TABLE} 2>/dev/null; do :; done"
+        f" && ip rule add pref {UNROUTED_TABLE - 1} iif lo lookup main"
+        f" && ip rule add pref {UNROUTED_TABLE} to {SERVICE_SUBNET} lookup {UNROUTED_TABLE}"
+    )
+    docker(running, "exec", f"{cluster_settings.CLUSTER_NAME}-control-plane", "sh", "-c", script)
 
 
 def node_kubectl(running: Engine, *args: str) -> str:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from cluster.app_images import AppImages
 from cluster.config import cluster_settings
@@ -39,7 +40,8 @@ RELEASE = "order-service"
 CHART = PROJECT_ROOT / "charts" / "order-service"
 DEV_VALUES = CHART / "values-dev.yaml"
 APPS = ("api", "placer")
-INSTALL_TIMEOUT = "300s"
+INSTALL_TIMEOUT_SECONDS = 300
+INSTALL_TIMEOUT = f"{INSTALL_TIMEOUT_SECONDS}s"
 FORWARD_READY_SECONDS = 60.0
 
 
@@ -95,19 +97,39 @@ def _wait_rolled_out(kubectl: list[str]) -> dict[str, list[str]]:
     for app in APPS:
         run_tool([*namespaced, "rollout", "status", f"deployment/{RELEASE}-{app}",
               f"--timeout={INSTALL_TIMEOUT}"])  # fmt: skip
-    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component in (api,placer)"
-    run_tool([*namespaced, "wait", "--for=condition=Ready", "pod", "-l", selector,
-          f"--timeout={INSTALL_TIMEOUT}"])  # fmt: skip
-    document = json.loads(run_tool([*namespaced, "get", "pods", "-l", selector, "-o", "json"]))
     pods = {
         pod["metadata"]["name"]: [container["name"] for container in pod["spec"]["containers"]]
-        for pod in document["items"]
-        if pod["metadata"].get("deletionTimestamp") is None
+        for pod in _ready_pods(namespaced)
     }
     missing = [name for name, containers in pods.items() if "daprd" not in containers]
     if missing or not pods:
         raise MissingToolError(f"pods without an injected daprd: {missing or 'no pods'}")
     return pods
+
+
+def _ready_pods(namespaced: list[str]) -> list[dict[str, Any]]:
+    """The app pods that stay, once all are Ready. Not `kubectl wait`: pods of the previous
+    rollout can still be terminating (the preStop pause and the sidecar's blocked shutdown keep
+    them about 20 s), and `kubectl wait` on a pod deleted while not Ready waits out its whole
+    timeout."""
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component in (api,placer)"
+    deadline = time.monotonic() + INSTALL_TIMEOUT_SECONDS
+    while True:
+        document = json.loads(run_tool([*namespaced, "get", "pods", "-l", selector, "-o", "json"]))
+        pods = [
+            pod for pod in document["items"] if pod["metadata"].get("deletionTimestamp") is None
+        ]
+        if pods and all(_ready(pod) for pod in pods):
+            return pods
+        if time.monotonic() > deadline:
+            names = sorted(pod["metadata"]["name"] for pod in pods)
+            raise MissingToolError(f"app pods not Ready within {INSTALL_TIMEOUT}: {names}")
+        time.sleep(2)
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def _show_pods(kubectl: list[str]) -> None:

@@ -1,6 +1,8 @@
 """The chart's install by `./run cluster`, and the command line that chooses the port-forward."""
 
+import json
 import sys
+import time
 
 import pytest
 
@@ -47,3 +49,33 @@ def test_an_unknown_command_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "argv", ["cluster", "upp"])
     with pytest.raises(SystemExit, match="usage"):
         cli.main()
+
+
+def _pod(name: str, *, ready: bool, going: bool = False) -> dict[str, object]:
+    metadata: dict[str, object] = {"name": name}
+    if going:
+        metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    status = {"conditions": [{"type": "Ready", "status": str(ready)}]}
+    return {"metadata": metadata, "spec": {"containers": []}, "status": status}
+
+
+def test_pods_of_the_previous_rollout_still_going_are_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pod deleted while not Ready would have `kubectl wait` wait out its whole timeout.
+    listings = [
+        [_pod("old", ready=False, going=True), _pod("new", ready=False)],
+        [_pod("old", ready=False, going=True), _pod("new", ready=True)],
+    ]
+    calls: list[list[str]] = []
+
+    def run_tool(command: list[str]) -> str:
+        calls.append(command)
+        return json.dumps({"items": listings[min(len(calls), len(listings)) - 1]})
+
+    monkeypatch.setattr(release, "run_tool", run_tool)
+    monkeypatch.setattr(time, "sleep", lambda _seconds: None)
+    pods = release._ready_pods(["kubectl", "-n", "orders"])
+    assert [pod["metadata"]["name"] for pod in pods] == ["new"]
+    assert len(calls) == 2
+    assert all("wait" not in command for command in calls)

@@ -160,6 +160,10 @@ dapr.io/disable-builtin-k8s-secret-store: "true"
 {{- /* No app health check: see docs/decisions/0007-no-app-health-check.md. */}}
 dapr.io/api-token-secret: {{ include "order-service.tokensSecret" .root }}
 dapr.io/graceful-shutdown-seconds: {{ .root.Values.dapr.gracefulShutdownSeconds | quote }}
+{{- with .root.Values.dapr.blockShutdownSeconds }}
+{{- /* The sidecar outlives the app's preStop sleep and drain: see order-service.shutdown. */}}
+dapr.io/block-shutdown-duration: {{ printf "%ds" (int .) | quote }}
+{{- end }}
 dapr.io/sidecar-cpu-request: {{ .root.Values.dapr.sidecar.cpuRequest | quote }}
 dapr.io/sidecar-memory-request: {{ .root.Values.dapr.sidecar.memoryRequest | quote }}
 dapr.io/sidecar-memory-limit: {{ .root.Values.dapr.sidecar.memoryLimit | quote }}
@@ -179,6 +183,31 @@ prometheus.io/path: /metrics
 - name: metrics
   containerPort: {{ .Values.metrics.port }}
   protocol: TCP
+{{- end }}
+
+{{/* How an app's pod stops, in its pod spec: a grace period that covers the sidecar's blocked
+and graceful shutdown. On deletion the pod leaves the Service's endpoints while its app sleeps
+out the preStop pause (order-service.preStop), then drains on SIGTERM; the sidecar, signalled
+at once, stops its deliveries but keeps its API for dapr.blockShutdownSeconds, which must cover
+the pause and the longest request (orderTimeoutSeconds). */}}
+{{- define "order-service.shutdown" -}}
+{{- $pause := int .Values.shutdown.preStopSleepSeconds }}
+{{- $block := int .Values.dapr.blockShutdownSeconds }}
+{{- $needed := add $pause (int (ceil .Values.orderTimeoutSeconds)) }}
+{{- if and (gt $pause 0) (lt $block $needed) }}
+{{- fail (printf "dapr.blockShutdownSeconds (%d) must be at least shutdown.preStopSleepSeconds + orderTimeoutSeconds (%d): the sidecar would stop while its app still serves" $block $needed) }}
+{{- end -}}
+terminationGracePeriodSeconds: {{ add $block .Values.dapr.gracefulShutdownSeconds 10 }}
+{{- end }}
+
+{{/* The app container's preStop pause (Kubernetes' sleep action: no binary in the image). */}}
+{{- define "order-service.preStop" -}}
+{{- with .Values.shutdown.preStopSleepSeconds }}
+lifecycle:
+  preStop:
+    sleep:
+      seconds: {{ int . }}
+{{- end }}
 {{- end }}
 
 {{/* Probes of an app listening on `port`. */}}
