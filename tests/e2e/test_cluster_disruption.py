@@ -13,7 +13,7 @@ labels the chart's NetworkPolicy admits to the API. Its counts (connection error
 repeats) and the time until every order was placed go to cluster/results/disruption.json.
 
 In the default run with the cluster suite; alone:
-`./run_tests.sh tests/e2e/test_cluster_disruption.py` (about ten minutes).
+`./run_tests.sh tests/e2e/test_cluster_disruption.py` (seven to eight minutes).
 """
 
 import dataclasses
