@@ -36,7 +36,7 @@ def release_pods() -> list[dict[str, Any]]:
     return [
         pod
         for pod in document["items"]
-        if pod["metadata"]["labels"]["app.kubernetes.io/component"] in APP_COMPONENTS
+        if pod["metadata"]["labels"].get("app.kubernetes.io/component") in APP_COMPONENTS
         and pod["metadata"].get("deletionTimestamp") is None
     ]
 

@@ -8,7 +8,7 @@ the pods; then down (only a cluster the tests brought up). The first run on a
 machine that cannot pull kind's node image builds it (tens of minutes); later runs take about
 a minute.
 
-In the default run; alone: `./run_tests.sh -m kind`.
+Deselected by default: `./run_tests.sh -m kind`.
 """
 
 import json

@@ -5,7 +5,7 @@ second pod Ready with its sidecar, and back to one pod after the load. The relea
 as `up` installs it afterwards. The times and the CPU seen go to cluster/results/autoscaling.json
 (recorded, not asserted).
 
-In the default run; alone: `./run_tests.sh tests/e2e/test_cluster_autoscaling.py`.
+With the cluster suite; alone: `./run_tests.sh -m kind tests/e2e/test_cluster_autoscaling.py`.
 """
 
 import json

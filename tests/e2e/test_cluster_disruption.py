@@ -12,8 +12,8 @@ The client (tests/e2e/order_client.py) runs in a pod of the release's namespace 
 labels the chart's NetworkPolicy admits to the API. Its counts (connection errors, 500s,
 repeats) and the time until every order was placed go to cluster/results/disruption.json.
 
-In the default run with the cluster suite; alone:
-`./run_tests.sh tests/e2e/test_cluster_disruption.py` (seven to eight minutes).
+With the cluster suite; alone:
+`./run_tests.sh -m kind tests/e2e/test_cluster_disruption.py` (seven to eight minutes).
 """
 
 import dataclasses

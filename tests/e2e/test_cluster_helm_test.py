@@ -2,7 +2,7 @@
 kubeconfig `up` wrote, places one limit order through the API's Service and sees it placed; the
 order is then read back through the API and counted once by the shared exchange stand-in.
 
-In the default run; alone: `./run_tests.sh tests/e2e/test_cluster_helm_test.py`.
+With the cluster suite; alone: `./run_tests.sh -m kind tests/e2e/test_cluster_helm_test.py`.
 """
 
 import json

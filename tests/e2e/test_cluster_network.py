@@ -12,7 +12,7 @@ with the release as `up` installs it:
 
 Each client is a pod that runs a script and prints what it saw as JSON: a pod that never ran
 fails the test with its phase and output, a connect that was refused or timed out is a result.
-In the default run; alone: `./run_tests.sh -m kind tests/e2e/test_cluster_network.py`.
+With the cluster suite; alone: `./run_tests.sh -m kind tests/e2e/test_cluster_network.py`.
 """
 
 import json
