@@ -44,6 +44,9 @@ def up() -> int:
     log_dir = devstack_settings.DATA_DIR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, _stop_on_signal)
+    # Ctrl-C stops everything even when SIGINT came ignored (a shell without job control
+    # starts background commands so, and Python then leaves it ignored).
+    signal.signal(signal.SIGINT, _stop_on_signal)
     log_format = apps_log_format(
         settings.LOG_FORMAT if "LOG_FORMAT" in settings.model_fields_set else None,
         settings.ENVIRONMENT,
