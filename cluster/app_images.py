@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster import base
+from cluster import addons, base
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker
 from cluster.steps import Stages, run_logged
@@ -92,13 +92,7 @@ def offline(engine: Engine) -> bool:
         return mode is BuildOffline.ALWAYS
     if docker(engine, "images", "-q", PROBE_IMAGE).strip():
         return False
-    try:
-        subprocess.run(["docker", "manifest", "inspect", PROBE_IMAGE], env=engine.env(),
-                       capture_output=True, check=True,
-                       timeout=cluster_settings.CLUSTER_PULL_TIMEOUT_SECONDS)  # fmt: skip
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        return True
-    return False
+    return not addons.pullable(engine, PROBE_IMAGE)
 
 
 def cached(engine: Engine, build_offline: bool) -> bool:

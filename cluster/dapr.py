@@ -11,15 +11,13 @@ module proxy; the service uses neither actors' reminders, workflows nor the jobs
 
 import io
 import json
-import shutil
 import subprocess
 import tarfile
 import time
 from pathlib import Path
 
-from cluster import gobuild
-from cluster.config import BuildOffline, cluster_settings
-from cluster.docker import Engine, docker
+from cluster import addons, gobuild
+from cluster.docker import Engine
 from cluster.images import IMAGES_DIR
 from cluster.steps import Stages
 from cluster.versions import DAPR_VERSION
@@ -47,12 +45,16 @@ def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -
     """Images (published, or built here and loaded), then `helm upgrade --install` and a wait
     for every control-plane pod; each a stage of `stages`."""
     with stages.stage("dapr published images") as facts:
-        published = facts["reachable"] = _published_reachable(running)
+        probe = image("daprd", PUBLISHED_REGISTRY)
+        published = facts["reachable"] = addons.pullable(running, probe)
     registry = PUBLISHED_REGISTRY if published else LOCAL_REGISTRY
     if not published:
         tarballs = build(running, stages)
         with stages.stage("dapr images load") as facts:
-            facts["loaded"] = _load(running, cluster_name, tarballs)
+            refs = [image(name) for name in COMPONENTS]
+            loaded = addons.load(running, cluster_name, dict(zip(refs, tarballs, strict=True)))
+            facts["loaded"] = [name for name, ref in zip(COMPONENTS, refs, strict=True)
+                               if ref in loaded]  # fmt: skip
     with stages.stage("dapr install") as facts:
         facts["registry"] = registry
         facts["scheduler"] = published
@@ -80,39 +82,7 @@ def image(name: str, registry: str = LOCAL_REGISTRY) -> str:
 
 def chart_dir() -> Path:
     """charts/dapr of the Dapr module our build pins, downloaded into Go's module cache."""
-    go = shutil.which("go")
-    if go is None:
-        raise MissingToolError("Go is needed to fetch Dapr's chart from its module")
-    result = subprocess.run(
-        [go, "mod", "download", "-json", f"github.com/dapr/dapr@{DAPR_VERSION}"],
-        cwd=gobuild.MODULES_DIR / "dapr",
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise MissingToolError(f"go mod download github.com/dapr/dapr failed: {result.stdout}")
-    return Path(json.loads(result.stdout)["Dir"]) / "charts" / "dapr"
-
-
-def _published_reachable(running: Engine) -> bool:
-    """Whether the node can pull Dapr's published images (it pulls through the engine's host
-    network, so the engine answering a manifest request is the test)."""
-    if cluster_settings.CLUSTER_BUILD_OFFLINE is BuildOffline.ALWAYS:
-        return False
-    try:
-        subprocess.run(["docker", "manifest", "inspect", image("daprd", PUBLISHED_REGISTRY)],
-                       env=running.env(), capture_output=True, check=True,
-                       timeout=cluster_settings.CLUSTER_PULL_TIMEOUT_SECONDS)  # fmt: skip
-    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
-        if cluster_settings.CLUSTER_BUILD_OFFLINE is BuildOffline.NEVER:
-            raise MissingToolError(
-                f"{image('daprd', PUBLISHED_REGISTRY)} cannot be pulled (CLUSTER_BUILD_OFFLINE)"
-            ) from None
-        say("Dapr's published images cannot be pulled: building them here")
-        return False
-    return True
+    return addons.module_dir("dapr", "github.com/dapr/dapr", DAPR_VERSION) / "charts" / "dapr"
 
 
 def _tarball_path(name: str) -> Path:
@@ -121,24 +91,25 @@ def _tarball_path(name: str) -> Path:
 
 def _tarball(running: Engine, name: str) -> Path:
     tarball = _tarball_path(name)
-    if tarball.exists():
-        return tarball
-    tag = image(name)
+    if not tarball.exists():
+        make_static_image(running, gobuild.binaries("dapr") / name, image(name), tarball)
+    return tarball
+
+
+def make_static_image(
+    running: Engine, binary: Path, tag: str, tarball: Path, user: int = NONROOT
+) -> None:
+    """`binary` as the one-layer image `tag` (static_image_layer), run as `user`, saved to
+    `tarball`."""
     say(f"Making the image {tag}")
-    binary = gobuild.binaries("dapr") / name
-    command = ["docker", "import", "--change", f"USER {NONROOT}:{NONROOT}",
-               "--change", f'ENTRYPOINT ["/{name}"]', "-", tag]  # fmt: skip
-    result = subprocess.run(command, input=static_image_layer(binary, name), env=running.env(),
-                            capture_output=True, timeout=SAVE_TIMEOUT_SECONDS,
-                            check=False)  # fmt: skip
+    command = ["docker", "import", "--change", f"USER {user}:{user}",
+               "--change", f'ENTRYPOINT ["/{binary.name}"]', "-", tag]  # fmt: skip
+    result = subprocess.run(command, input=static_image_layer(binary, binary.name),
+                            env=running.env(), capture_output=True,
+                            timeout=SAVE_TIMEOUT_SECONDS, check=False)  # fmt: skip
     if result.returncode != 0:
         raise MissingToolError(f"docker import {tag} failed: {result.stderr.decode()}")
-    tarball.parent.mkdir(parents=True, exist_ok=True)
-    partial = tarball.with_suffix(".partial")
-    docker(running, "save", "-o", str(partial), tag, timeout=SAVE_TIMEOUT_SECONDS)
-    partial.rename(tarball)
-    docker(running, "rmi", tag)  # the tarball is the cache; the node keeps its copy
-    return tarball
+    addons.save(running, tag, tarball)
 
 
 def static_image_layer(binary: Path, name: str) -> bytes:
@@ -167,27 +138,6 @@ def _add_bytes(archive: tarfile.TarFile, name: str, text: str) -> None:
     entry = tarfile.TarInfo(name)
     entry.size, entry.mode = len(data), 0o644
     archive.addfile(entry, io.BytesIO(data))
-
-
-def _load(running: Engine, cluster_name: str, tarballs: list[Path]) -> list[str]:
-    """Imports into the node's containerd the images it lacks; returns those it imported."""
-    node = f"{cluster_name}-control-plane"
-    present = docker(running, "exec", node, "ctr", "-n", "k8s.io", "images", "ls", "-q")
-    loaded = []
-    for name, tarball in zip(COMPONENTS, tarballs, strict=True):
-        if f"{image(name)}" in present.split():
-            continue
-        with tarball.open("rb") as stream:
-            result = subprocess.run(
-                ["docker", "exec", "-i", node, "ctr", "-n", "k8s.io", "images", "import",
-                 "--digests", "-"],
-                stdin=stream, env=running.env(), capture_output=True, text=True,
-                timeout=SAVE_TIMEOUT_SECONDS, check=False,
-            )  # fmt: skip
-        if result.returncode != 0:
-            raise MissingToolError(f"importing {tarball.name} failed: {result.stderr}")
-        loaded.append(name)
-    return loaded
 
 
 def _helm_install(running: Engine, cluster_name: str, registry: str, *, scheduler: bool) -> None:

@@ -12,10 +12,10 @@ from pathlib import Path
 from cluster import base, gobuild
 from cluster.docker import Engine, docker
 from cluster.versions import KUBERNETES_VERSION
-from devstack.binaries import CACHE_DIR, MissingToolError
+from devstack.binaries import MissingToolError
 from devstack.processes import say
 
-IMAGES_DIR = CACHE_DIR / "cluster" / "images"
+IMAGES_DIR = base.IMAGES_DIR
 SAVE_TIMEOUT_SECONDS = 600
 KUBE_PROXY_PACKAGES = ("iptables", "nftables", "conntrack", "kmod", "ipset")
 

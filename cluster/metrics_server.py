@@ -14,9 +14,8 @@ from typing import Any
 
 import yaml
 
-from cluster import addons, dapr, gobuild
+from cluster import addons, dapr
 from cluster.docker import Engine
-from cluster.images import IMAGES_DIR
 from cluster.steps import Stages
 from cluster.versions import METRICS_SERVER_VERSION
 from devstack.binaries import MissingToolError
@@ -37,19 +36,13 @@ KIND_ARGS = {
 WAIT_SECONDS = 240  # the rollout, the APIService (below the commands' own timeout)
 # metrics-server answers after its second scrape of the kubelet (a 15 s resolution).
 METRICS_TIMEOUT_SECONDS = 180
-SAVE_TIMEOUT_SECONDS = 600
 
 
 def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -> None:
     """The published image where it can be pulled, else ours (built, cached, loaded); then
     apply and wait until the metrics API answers for the node."""
-    with stages.stage("metrics-server published image") as facts:
-        published = facts["reachable"] = addons.pullable(running, PUBLISHED_IMAGE)
-    image = PUBLISHED_IMAGE if published else IMAGE
-    if not published:
-        tarball = build(running, stages)
-        with stages.stage("metrics-server image load") as facts:
-            facts["loaded"] = addons.load(running, cluster_name, IMAGE, tarball)
+    image = addons.image(running, stages, cluster_name, NAME, published=PUBLISHED_IMAGE,
+                         ours=IMAGE, make_tarball=_make_tarball)  # fmt: skip
     with stages.stage("metrics-server install") as facts:
         facts["image"] = image
         base = [str(kubectl), "--kubeconfig", str(dapr.KUBECONFIG)]
@@ -64,18 +57,7 @@ def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -
 
 def build(running: Engine, stages: Stages) -> Path:
     """The binary and the image tarball (both cached)."""
-    with stages.stage("go build metrics-server") as facts:
-        facts["cached"] = gobuild.target(NAME).is_dir()
-        binary = gobuild.binaries(NAME) / NAME
-        facts["bytes"] = binary.stat().st_size
-        facts["cold_build"] = gobuild.build_record(NAME)
-    with stages.stage("metrics-server image") as facts:
-        tarball = _tarball_path()
-        facts["cached"] = tarball.exists()
-        if not tarball.exists():
-            _make_tarball(running, binary, tarball)
-        facts["bytes"] = tarball.stat().st_size
-    return tarball
+    return addons.build(running, stages, NAME, _make_tarball)
 
 
 def manifests(objects: list[dict[str, Any]], image: str) -> list[dict[str, Any]]:
@@ -113,17 +95,5 @@ def _wait_for_node_metrics(kubectl: list[str]) -> str:
         time.sleep(5)
 
 
-def _tarball_path() -> Path:
-    return IMAGES_DIR / gobuild.target(NAME).name / f"{NAME}.tar"
-
-
 def _make_tarball(running: Engine, binary: Path, tarball: Path) -> None:
-    say(f"Making the image {IMAGE}")
-    command = ["docker", "import", "--change", f"USER {USER}:{USER}",
-               "--change", f'ENTRYPOINT ["/{NAME}"]', "-", IMAGE]  # fmt: skip
-    result = subprocess.run(command, input=dapr.static_image_layer(binary, NAME),
-                            env=running.env(), capture_output=True,
-                            timeout=SAVE_TIMEOUT_SECONDS, check=False)  # fmt: skip
-    if result.returncode != 0:
-        raise MissingToolError(f"docker import {IMAGE} failed: {result.stderr.decode()}")
-    addons.save(running, IMAGE, tarball)
+    dapr.make_static_image(running, binary, IMAGE, tarball, user=USER)

@@ -22,9 +22,9 @@ from typing import Any
 
 import yaml
 
-from cluster import addons, base, dapr, gobuild
+from cluster import addons, base, dapr
 from cluster.docker import Engine, docker
-from cluster.images import IMAGES_DIR, KUBE_PROXY_PACKAGES
+from cluster.images import KUBE_PROXY_PACKAGES
 from cluster.steps import Stages
 from cluster.versions import KUBE_ROUTER_VERSION
 from devstack.binaries import MissingToolError
@@ -50,13 +50,8 @@ Objects = list[dict[str, Any]]
 def install(running: Engine, stages: Stages, cluster_name: str, kubectl: Path) -> None:
     """The published image where it can be pulled, else ours (built, cached, loaded); then
     apply, and wait for the DaemonSet's pod and its first sync of the node's iptables."""
-    with stages.stage("kube-router published image") as facts:
-        published = facts["reachable"] = addons.pullable(running, PUBLISHED_IMAGE)
-    image = PUBLISHED_IMAGE if published else IMAGE
-    if not published:
-        tarball = build(running, stages)
-        with stages.stage("kube-router image load") as facts:
-            facts["loaded"] = addons.load(running, cluster_name, IMAGE, tarball)
+    image = addons.image(running, stages, cluster_name, NAME, published=PUBLISHED_IMAGE,
+                         ours=IMAGE, make_tarball=_make_tarball)  # fmt: skip
     with stages.stage("kube-router install") as facts:
         facts["image"] = image
         command = [str(kubectl), "--kubeconfig", str(dapr.KUBECONFIG)]
@@ -87,18 +82,7 @@ def _wait_for_firewall(kubectl: list[str]) -> str:
 
 def build(running: Engine, stages: Stages) -> Path:
     """The binary and the image tarball (both cached)."""
-    with stages.stage("go build kube-router") as facts:
-        facts["cached"] = gobuild.target(NAME).is_dir()
-        binary = gobuild.binaries(NAME) / NAME
-        facts["bytes"] = binary.stat().st_size
-        facts["cold_build"] = gobuild.build_record(NAME)
-    with stages.stage("kube-router image") as facts:
-        tarball = IMAGES_DIR / gobuild.target(NAME).name / f"{NAME}.tar"
-        facts["cached"] = tarball.exists()
-        if not tarball.exists():
-            _make_tarball(running, binary, tarball)
-        facts["bytes"] = tarball.stat().st_size
-    return tarball
+    return addons.build(running, stages, NAME, _make_tarball)
 
 
 def manifests(generic: Objects, firewall: Objects, image: str) -> Objects:

@@ -72,7 +72,7 @@ def _up_section(title: str, name: str, run: dict[str, Any]) -> list[str]:
 
 def _stage_note(stage: dict[str, Any]) -> str:
     if stage.get("cached") is False:
-        packages = stage.get("packages")
+        packages = stage.get("cold_build", {}).get("packages")
         return f"built ({packages} packages)" if packages else "built"
     return ""
 

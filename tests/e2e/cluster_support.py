@@ -110,19 +110,28 @@ def _client_pod(
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-c", script],
         "env": list(env),
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}},
-    }  # fmt: skip
+    }
+    return restricted_pod(name, labels, container, restartPolicy="Never")
+
+
+def restricted_pod(
+    name: str, labels: dict[str, str], container: dict[str, Any], **spec: Any
+) -> dict[str, Any]:
+    """A pod of one `container` that the restricted Pod Security Standard admits (non-root, no
+    capabilities, a read-only root filesystem, no API token); `spec` adds to its spec."""
+    hardened = {**container, "securityContext": {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]}}}  # fmt: skip
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": labels},
         "spec": {
-            "restartPolicy": "Never",
+            **spec,
             "automountServiceAccountToken": False,
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [container],
+            "containers": [hardened],
         },
     }  # fmt: skip
 

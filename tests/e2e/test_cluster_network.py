@@ -31,6 +31,7 @@ from tests.e2e.cluster_support import (
     kubectl,
     port_forward,
     release_pods,
+    restricted_pod,
     run_client_pod,
 )
 from tests.factories import accepted_order
@@ -251,20 +252,8 @@ def _server(role: str, image: str) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "http.server", "8080", "--directory", "/tmp"],
         "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 2},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}},
-    }  # fmt: skip
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": role, "labels": {"role": role}},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
-                                "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [container],
-        },
-    }  # fmt: skip
+    }
+    return restricted_pod(role, {"role": role}, container)
 
 
 def _deny_ingress() -> dict[str, Any]:
