@@ -2,19 +2,21 @@
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Self
 
 import httpx
 
 STOP_GRACE_SECONDS = 10.0
+LOWEST_TEST_PORT = 20000  # above the well-known and most registered service ports
 GUARDIAN = Path(__file__).with_name("guardian.py")
 
 
@@ -22,10 +24,36 @@ class StartupError(RuntimeError):
     """A process did not come up; the message says which and where its log is."""
 
 
+def _ports_below_ephemeral_range() -> Iterator[int]:
+    """Ports a listener can keep: the kernel never hands them out to outgoing connections.
+
+    Asking the kernel for port 0 returns an ephemeral port, which is free only until the
+    probe closes: any client connection (daprd opens hundreds) may take it before the
+    server binds it. Each process starts at its own offset and never returns a port twice.
+    """
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    first_ephemeral = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    span = first_ephemeral - LOWEST_TEST_PORT
+    start = random.randrange(span)  # noqa: S311 - spreads processes apart; not a secret
+    for step in range(span):
+        yield LOWEST_TEST_PORT + (start + step) % span
+
+
+_candidate_ports = _ports_below_ephemeral_range()
+_candidate_ports_lock = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A loopback port that nothing listens on, outside the kernel's ephemeral range."""
+    with _candidate_ports_lock:
+        for port in _candidate_ports:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port left below the ephemeral range")
 
 
 def say(message: str) -> None:
