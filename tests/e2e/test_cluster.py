@@ -8,7 +8,7 @@ the pods; then down (only a cluster the tests brought up). The first run on a
 machine that cannot pull kind's node image builds it (tens of minutes); later runs take about
 a minute.
 
-Deselected by default: `./run_tests.sh -m kind`.
+In the default run, last; alone with the rest of the cluster suite: `./run_tests.sh -m kind`.
 """
 
 import json

@@ -3,7 +3,7 @@ them): each app starts as the chart runs it (its user, a read-only root filesyst
 capabilities, no network but loopback) and answers its health check; the images carry the
 runtime dependencies only. No cluster needed; every container started here is removed.
 
-Deselected by default: `./run_tests.sh -m docker` (the first run on a machine without a
+In the default run; alone: `./run_tests.sh -m docker` (the first run on a machine without a
 registry makes the Debian base and downloads the wheels: a few minutes).
 """
 

@@ -5,7 +5,7 @@ volumes, no capabilities), answers the chart's probes, and serves clients from a
 container as pods reach it through its Service. No cluster needed; every container started
 here is removed.
 
-Deselected by default: `./run_tests.sh -m docker` (the first run makes the two Debian
+In the default run; alone: `./run_tests.sh -m docker` (the first run makes the two Debian
 bases: a few minutes).
 """
 
