@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +23,7 @@ import yaml
 
 from core.domain import OrderRequest
 from devstack.config import StateStoreKind
+from devstack.processes import free_port
 from tests.chart.network_policy import Endpoint, allows
 from tests.chart.pod_security import restricted_violations
 from tests.chart.rendering import (
@@ -196,9 +198,11 @@ Answers = list[tuple[int, dict[str, Any]]]
 
 
 @contextmanager
-def stand_in_api(answers: Answers, post_status: int = 201) -> Iterator[tuple[str, list[Any]]]:
-    """An API on 127.0.0.1 that answers the POST with `post_status` and then the GETs with
-    `answers`; yields its URL and the bodies it was sent."""
+def stand_in_api(
+    answers: Answers, post_status: int = 201, port: int = 0
+) -> Iterator[tuple[str, list[Any]]]:
+    """An API on 127.0.0.1 (`port`, or any free one) that answers the POST with `post_status`
+    and then the GETs with `answers`; yields its URL and the bodies it was sent."""
     posted: list[Any] = []
     pending = list(answers)
 
@@ -221,7 +225,7 @@ def stand_in_api(answers: Answers, post_status: int = 201) -> Iterator[tuple[str
         def log_message(self, *_args: Any) -> None:
             pass  # the test reads the script's output, not the server's
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -269,9 +273,27 @@ def test_the_script_fails_unless_its_order_is_placed(
     assert len(posted) == 1  # one order, never posted again
 
 
+def test_the_script_repeats_a_refused_post_until_the_api_listens() -> None:
+    """As when the pod's address is not yet among the NetworkPolicy's allowed sources."""
+    port = free_port()
+    script = [sys.executable, "-c", hook_script(), f"http://127.0.0.1:{port}", "30"]
+    with subprocess.Popen(
+        script, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as hook:
+        try:
+            time.sleep(2)  # refused meanwhile
+            with stand_in_api([order("placed")], port=port) as (_url, posted):
+                stdout, stderr = hook.communicate(timeout=SCRIPT_TIMEOUT_SECONDS)
+        finally:
+            hook.kill()
+    assert hook.returncode == 0, stderr
+    assert stdout.splitlines()[-1] == f"order {ORDER_ID} placed"
+    assert len(posted) == 1
+
+
 def test_the_script_fails_when_the_api_cannot_be_reached() -> None:
     with stand_in_api([order("placed")]) as (url, _posted):
         pass  # stopped: nothing listens there any more
-    result = run_hook(url)
+    result = run_hook(url, placed_within="2")  # refused POSTs are repeated for that long
     assert result.returncode == 1
     assert "POST /orders failed" in result.stderr

@@ -12,6 +12,7 @@ from typing import Any
 
 from cluster import dapr, kind, release
 from devstack.processes import ProcessGroup, free_port, http_ok, wait_until
+from tests.polling import wait_for
 
 APP_COMPONENTS = ("api", "placer")
 
@@ -39,6 +40,41 @@ def release_pods() -> list[dict[str, Any]]:
         if pod["metadata"]["labels"].get("app.kubernetes.io/component") in APP_COMPONENTS
         and pod["metadata"].get("deletionTimestamp") is None
     ]
+
+
+def _settled(component: str) -> bool:
+    """The component's Deployment has exactly the pods it wants, all of the current template,
+    all Ready, none on its way out."""
+    name = f"{release.RELEASE}-{component}"
+    deployment = json.loads(kubectl("-n", release.NAMESPACE, "get", "deployment", name,
+                                    "-o", "json"))  # fmt: skip
+    wanted: int = deployment["spec"]["replicas"]
+    status: dict[str, Any] = deployment["status"]
+    generation: int = deployment["metadata"]["generation"]
+    selector = (f"app.kubernetes.io/instance={release.RELEASE},"
+                f"app.kubernetes.io/component={component}")  # fmt: skip
+    pods = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
+                              "-o", "json"))["items"]  # fmt: skip
+    ready = [pod for pod in pods if _ready(pod)]
+    return (
+        status.get("observedGeneration") == generation
+        and status.get("updatedReplicas") == wanted
+        and len(pods) == len(ready) == wanted
+    )
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    statuses = pod["status"].get("containerStatuses") or []
+    going = pod["metadata"].get("deletionTimestamp") is not None
+    return not going and bool(statuses) and all(status["ready"] for status in statuses)
+
+
+def wait_release_settled(timeout_seconds: float = 420) -> None:
+    """Until both apps are settled: what a test that counts or disrupts pods starts from. The
+    pods of a scale-in or a rollout take their grace period (a preStop pause, the sidecar's
+    shutdown) to go, and are still listed meanwhile."""
+    wait_for(lambda: all(_settled(component) for component in APP_COMPONENTS),
+             what="both apps' pods settled", timeout_seconds=timeout_seconds)  # fmt: skip
 
 
 @contextmanager

@@ -12,6 +12,11 @@ number and its attempts, in order: `{"status": 201, "id": ..., "replayed": ...}`
 500, "body": ..., "server": ...}` or `{"error": "<exception>"}` (no answer: refused, reset,
 timed out), each with the time it ended (`at`, Unix seconds); then `done <seconds>`. (One
 line per order: the container runtime splits long lines.)
+
+Before the first order it waits until the API answers its health check through the Service: a
+new pod's address reaches the NetworkPolicy's allowed sources seconds after the pod starts
+(the policy controller syncs on pod events), and until then the API's pods refuse it. That
+wait is the cluster's, not the API's: it is reported (`reachable <seconds>`), not counted.
 """
 
 import http.client
@@ -28,6 +33,8 @@ from typing import Any
 
 ORDER = "order"
 DONE = "done"
+REACHABLE = "reachable"
+REACHABLE_WITHIN_SECONDS = 120
 # Waits between attempts of one order: doubled from the first up to the last.
 FIRST_BACKOFF_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 2.0
@@ -36,6 +43,7 @@ MAX_BACKOFF_SECONDS = 2.0
 @dataclass(frozen=True)
 class Settings:
     url: str  # the API's POST /orders
+    health_url: str  # the API's health check, called until it answers before the first order
     body: dict[str, Any]  # each order's body; its quantity is replaced by the order's number
     key_prefix: str  # the orders' Idempotency-Keys are <key_prefix>-<number>
     workers: int  # orders in flight at once
@@ -71,6 +79,22 @@ def attempt(settings: Settings, body: dict[str, Any], key: str) -> dict[str, Any
     except (OSError, http.client.HTTPException, ValueError, KeyError) as error:
         # Refused, reset, timed out, or an answer cut short.
         return {"error": f"{type(error).__name__}: {error}"}
+
+
+def wait_reachable(settings: Settings) -> float:
+    """Seconds until the API's health check answered (any HTTP status: the path is open)."""
+    started = time.monotonic()
+    while True:
+        try:
+            with urllib.request.urlopen(settings.health_url, timeout=settings.timeout_seconds):
+                break
+        except urllib.error.HTTPError:
+            break
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() - started > REACHABLE_WITHIN_SECONDS:
+                raise
+            time.sleep(0.5)
+    return time.monotonic() - started
 
 
 def retryable(outcome: dict[str, Any]) -> bool:
@@ -122,6 +146,7 @@ class Load:
 
 def main(settings_json: str) -> None:
     settings = Settings(**json.loads(settings_json))
+    print(f"{REACHABLE} {wait_reachable(settings):.1f}", flush=True)
     load = Load(settings)
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

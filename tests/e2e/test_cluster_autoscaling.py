@@ -24,7 +24,12 @@ from cluster.docker import Engine
 from cluster.steps import RESULTS
 from cluster.store_images import StoreImages
 from devstack import binaries
-from tests.e2e.cluster_support import RELEASE_LABELS, kubectl, run_client_pod
+from tests.e2e.cluster_support import (
+    RELEASE_LABELS,
+    kubectl,
+    run_client_pod,
+    wait_release_settled,
+)
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
@@ -134,6 +139,8 @@ def test_the_api_scales_out_under_load_and_back_in_after_it(cluster: Engine) -> 
     assert not hpa_exists()
     wait_for(lambda: replicas() == (1, 1), what="one API pod as up installs it",
              timeout_seconds=SCALED_IN_WITHIN_SECONDS)  # fmt: skip
+    # The scaled-in pods take their grace period to go: the next tests count pods.
+    wait_release_settled()
 
 
 def scale_out_under_load() -> tuple[Watch, dict[str, int]]:

@@ -48,13 +48,14 @@ from tests.e2e.cluster_support import (
     kubectl_result,
     port_forward,
     run_client_pod,
+    wait_release_settled,
 )
 from tests.factories import limit_order_body
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(25 * 60)]
 
 DISRUPTION_RESULTS = RESULTS.with_name("disruption.json")
-API_IN_CLUSTER = f"http://{release.RELEASE}-api.{release.NAMESPACE}.svc.cluster.local/orders"
+API_IN_CLUSTER = f"http://{release.RELEASE}-api.{release.NAMESPACE}.svc.cluster.local"
 # Finds the client's pod; the chart's NetworkPolicy does not look at it.
 RUN_LABEL = "order-service.test/run"
 PLACEMENT_FAILED = {"message": PLACEMENT_FAILED_MESSAGE}
@@ -97,6 +98,7 @@ def test_the_client_pod_is_admitted_to_the_api_by_the_network_policy() -> None:
 def test_forced_deletion_of_a_placer_and_an_api_pod_loses_nothing(
     cluster: Engine, exchange_url: str
 ) -> None:
+    wait_release_settled()
     placers, apis = _ready_pods("placer"), _ready_pods("api")
     figures: dict[str, Any] = {}
     with client_load(retry=True) as load:
@@ -186,7 +188,8 @@ class ClientLoad:
     def __init__(self, *, retry: bool) -> None:
         self.run = uuid.uuid4().hex[:8]
         settings = order_client.Settings(
-            url=API_IN_CLUSTER, body=limit_order_body(), key_prefix=self.run,
+            url=f"{API_IN_CLUSTER}/orders", health_url=f"{API_IN_CLUSTER}/health/live",
+            body=limit_order_body(), key_prefix=self.run,
             workers=CLIENT_WORKERS, pause_seconds=CLIENT_PAUSE_SECONDS, max_orders=100_000,
             max_seconds=CLIENT_MAX_SECONDS, timeout_seconds=CLIENT_TIMEOUT_SECONDS,
             retry=retry, max_attempts=CLIENT_MAX_ATTEMPTS,
@@ -379,7 +382,9 @@ def _wait_pods(component: str, count: int, rollout: str | None = "") -> list[str
 def _force_delete(component: str, pod: str) -> float:
     """Deletes the pod at once (its containers are killed within seconds, its requests and
     deliveries in flight cut); the seconds until its replacement is Ready."""
-    count = len(_app_pods(component))
+    count = len(
+        [pod for pod in _app_pods(component) if pod["metadata"].get("deletionTimestamp") is None]
+    )
     started = time.monotonic()
     say(f"deleting {pod} at {time.time():.1f}")  # to match the client's attempts
     kubectl("-n", release.NAMESPACE, "delete", "pod", pod, "--grace-period=0", "--force")

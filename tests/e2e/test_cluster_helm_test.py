@@ -14,7 +14,7 @@ import pytest
 
 from cluster import dapr, release
 from devstack import binaries
-from tests.e2e.cluster_support import kubectl
+from tests.e2e.cluster_support import kubectl, wait_release_settled
 
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(900)]
 
@@ -23,6 +23,7 @@ HELM_TEST_TIMEOUT = "300s"  # helm's default; the hook gives up after 240 s (hel
 
 
 def test_helm_test_places_one_order(api_url: str, exchange_url: str) -> None:
+    wait_release_settled()  # whatever the tests before it did to the release
     command = [str(binaries.helm()), "test", release.RELEASE, "-n", release.NAMESPACE,
                "--timeout", HELM_TEST_TIMEOUT, "--logs",
                "--kubeconfig", str(dapr.KUBECONFIG)]  # fmt: skip
