@@ -21,7 +21,7 @@ from pathlib import Path
 from cluster import addons, base
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker
-from cluster.steps import Stages, run_logged
+from cluster.steps import APP_IMAGES, Stages, run_logged
 from core.config import PROJECT_ROOT
 from devstack import binaries
 from devstack.binaries import CACHE_DIR, MissingToolError
@@ -67,7 +67,7 @@ class AppImages:
 
 def stages(engine: Engine, stages: Stages, build_offline: bool, cluster: str) -> AppImages:
     """Builds (or finds) both images and loads them into the node, each a timed stage."""
-    with stages.stage("app images") as facts:
+    with stages.stage(APP_IMAGES) as facts:
         facts["cached"] = cached(engine, build_offline)
         images = build(engine, build_offline)
         facts["tag"] = images.tag

@@ -21,7 +21,7 @@ from cluster import (
 )
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker, engine, our_host, stop_ours
-from cluster.steps import RESULTS, Stages
+from cluster.steps import APP_IMAGES, CLUSTER_CREATE, RESULTS, Stages
 from cluster.versions import KIND_NODE_IMAGE
 from devstack import binaries
 from devstack.binaries import MissingToolError
@@ -49,7 +49,7 @@ def up() -> Engine:
         facts["ours"] = running.ours
     image = _node_image(running, stages)
     name = cluster_settings.CLUSTER_NAME
-    with stages.stage("cluster create") as facts:
+    with stages.stage(CLUSTER_CREATE) as facts:
         if name in _clusters(running):
             facts["already_up"] = True
             say(f"kind cluster {name} is already up")
@@ -133,7 +133,7 @@ def app_images_only() -> Engine:
         built = app_images.stages(running, stages, build_offline, name)
         stores = store_images.stages(running, stages, build_offline, name)
     else:
-        with stages.stage("app images") as facts:
+        with stages.stage(APP_IMAGES) as facts:
             facts["cached"] = app_images.cached(running, build_offline)
             built = app_images.build(running, build_offline)
         stores = None

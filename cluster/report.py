@@ -37,13 +37,16 @@ def markdown(results: dict[str, dict[str, Any]]) -> str:
     ]
     if "cold" in results:
         lines += _up_section("A cold `up`: everything built", "cold", results["cold"])
+    if "warm" in results:
+        title = "A warm `up`: a new cluster from the cached parts"
+        lines += _up_section(title, "warm", results["warm"])
     if "latest" in results:
         lines += _up_section("The last `up` or `build`", "latest", results["latest"])
         lines += _images(results["latest"])
     if "suite" in results:
         lines += _suite(results["suite"])
     for name, figures in results.items():
-        if name not in {"cold", "latest", "suite"}:
+        if name not in {"cold", "warm", "latest", "suite"}:
             lines += _figures(name, figures)
     return "\n".join(lines) + "\n"
 

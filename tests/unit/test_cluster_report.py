@@ -52,3 +52,12 @@ def test_only_a_run_that_built_every_part_is_cold() -> None:
     assert steps._cold([{"stage": "a", "cached": False}, {"stage": "b", "cached": False}])
     assert not steps._cold([{"stage": "a", "cached": False}, {"stage": "b", "cached": True}])
     assert not steps._cold([{"stage": "engine"}])
+
+
+def test_a_new_cluster_from_cached_parts_is_warm() -> None:
+    made: dict[str, object] = {"stage": steps.CLUSTER_CREATE}
+    built_app: dict[str, object] = {"stage": steps.APP_IMAGES, "cached": False}
+    assert steps._warm([{"stage": "a", "cached": True}, made, built_app])
+    assert not steps._warm([{"stage": "a", "cached": False}, made])
+    # An `up` that found the cluster running made none: not the warm figure.
+    assert not steps._warm([{"stage": "a", "cached": True}, built_app])
