@@ -137,13 +137,14 @@ def placement_lines(results: dict[str, Any]) -> list[str]:
     return ["", "## Placement", "", *lines] if lines else []
 
 
+NOT_MEASURED = "Not measured in this run."
+
+
 def open_loop_table(points: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Latency at a fixed rate", ""]
     if not points:
-        return []
-    lines = [
-        "",
-        "## Latency at a fixed rate",
-        "",
+        return [*lines, NOT_MEASURED]
+    lines += [
         "Open loop (vegeta): a constant rate, each latency from the request's own start, at a "
         "fraction of the system's closed-loop peak above.",
         "",
@@ -161,10 +162,11 @@ def open_loop_table(points: list[dict[str, Any]]) -> list[str]:
 def sustained_section(results: dict[str, Any]) -> list[str]:
     """The headline (the highest rate taken and placed with a flat backlog), every rate tried
     with its verdict, and the CPU per placed order beside the CPU per accepted order."""
+    lines = ["", "## Sustained end-to-end capacity", ""]
     found = results.get("sustained")
     if not found:
-        return []
-    lines = ["", "## Sustained end-to-end capacity", "", _sustained_headline(found), ""]
+        return [*lines, NOT_MEASURED]
+    lines += [_sustained_headline(found), ""]
     lines += [
         f"![Backlog over time at each rate tried]({SUSTAINED_CHART})",
         "",
