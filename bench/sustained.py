@@ -305,13 +305,14 @@ def _load(
     # Orders accepted near the end get the time that the latency bound gives them.
     settle_by = ended + (0 if stopped_early else criteria.max_p99_ms / 1000 + 2)
     placed_at = _wait_for_placements(ledger, created, settle_by)
+    settled_at = time.time()
     in_window = sum(1 for at in placed_at.values() if started <= at <= ended)
     spent = cpu.ms_per_order(before, after, in_window)
     spent[vegeta.NAME] = spent.pop(cpu.LOAD_GENERATOR, 0.0)  # its waited-for CPU
     _, dead = _placer_counts(service.placer_metrics_url)
     dead_lettered.append((time.time(), int(dead)))
     return Run(rate, started, ended, hits, dead_lettered, stopped_early, spent, placed_at,
-               settled_at=time.time())  # fmt: skip
+               settled_at)  # fmt: skip
 
 
 def _wait_for_placements(ledger: ExchangeLedger, created: int, deadline: float) -> dict[str, float]:
