@@ -327,8 +327,9 @@ def figures(run: Run, criteria: Criteria) -> dict[str, Any]:
     """One rate's figures, with its verdict."""
     created = run.created
     placed = {i: at for i, at in run.placed.items() if i in created}
-    seconds = max(run.ended - run.started, 1e-9)
-    whole_seconds = max(1, int(seconds))
+    window = max(run.ended - run.started, 1e-9)  # the load and its last answers
+    seconds = len(run.hits) / run.rate or window  # the load alone: open loop, exact
+    whole_seconds = max(1, int(window))
     answered = [h.answered_at for h in run.hits if h.code == httpx.codes.CREATED]
     series = backlog_series(
         run.started, whole_seconds, answered, placed.values(), run.dead_lettered
@@ -348,7 +349,7 @@ def figures(run: Run, criteria: Criteria) -> dict[str, Any]:
         "seconds": round(seconds, 1),
         "sent": len(run.hits),
         "accepted_per_s": round(len(created) / seconds, 1),
-        "placed_per_s": round(in_window / seconds, 1),
+        "placed_per_s": round(in_window / window, 1),
         "dead_lettered": run.dead_lettered[-1][1] if run.dead_lettered else 0,
         "backlog_start": series[len(series) // 2],
         "backlog_end": series[-1],
