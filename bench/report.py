@@ -289,7 +289,7 @@ def svg(results: dict[str, Any]) -> str:
 def sustained_svg(results: dict[str, Any]) -> str:
     """The backlog over time at each sustained rate tried: flat lines were sustained."""
     tried = results["sustained"]["tried"]
-    longest = max(len(p["backlog"]) * p["backlog_every_s"] for p in tried) or 1
+    longest = max((len(p["backlog"]) - 1) * p["backlog_every_s"] for p in tried) or 1
     top = max((max(p["backlog"], default=0) for p in tried), default=0) or 1
     width, height, left, bottom, legend = 640, 220, 50, 30, 160
     plot_w, plot_h = width - left - legend - 10, height - bottom - 30
