@@ -1,5 +1,6 @@
 """`./bench/run`: POST /orders on this service, the floor and the naive peer, one after the
-other on this machine, then the placer's accept→placed latency and drain rate."""
+other on this machine (closed loop, then open loop), then the placer's accept→placed latency
+and drain rate, and the service's sustained end-to-end capacity."""
 
 import asyncio
 import os
@@ -12,7 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import cpu, load, report, systems
+from bench import cpu, load, open_loop, report, sustained, systems
 from bench.config import bench_settings
 from core.config import Settings, settings
 from devstack import binaries
@@ -30,20 +31,25 @@ StartSystem = Callable[[], AbstractContextManager[str]]
 
 
 def main() -> int:
-    say(f"wrk: {binaries.wrk()}")
+    say(f"wrk: {binaries.wrk()}; vegeta: {binaries.vegeta()}")
     with tempfile.TemporaryDirectory(prefix="order-bench-") as directory:
         tmp = Path(directory)
-        runs = [run for system, start in _systems(tmp) for run in _measure(system, start)]
+        measured = [_measure(system, start, tmp) for system, start in _systems(tmp)]
         placement = _placement(tmp)
+        capacity = (
+            _sustained(tmp, placement["drain"]["per_s"]) if bench_settings.SUSTAINED else None
+        )
         scaling = _scaling(tmp) if bench_settings.SCALING else None
     results = {
         "date": report.today(),
         "cores": os.cpu_count(),
         "api_workers": settings.API_WORKERS,
         "seconds_per_point": bench_settings.SECONDS,
-        "runs": report.with_ratios(runs),
+        "runs": report.with_ratios([run for runs, _ in measured for run in runs]),
         **placement,
         **({"scaling": scaling} if scaling else {}),
+        **({"sustained": capacity} if capacity else {}),
+        "open_loop": [point for _, points in measured for point in points],
     }
     path = report.write(results)
     print(report.markdown(results))
@@ -71,7 +77,11 @@ def _exchange() -> dict[str, str]:
     }
 
 
-def _measure(system: str, start: StartSystem) -> list[dict[str, Any]]:
+def _measure(
+    system: str, start: StartSystem, tmp: Path
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The closed-loop points at each concurrency, then (for OPEN_LOOP_SYSTEMS) the open-loop
+    ones at fractions of the closed-loop peak, on one start of the system."""
     say(f"Starting {system}")
     with start() as url:
         if bench_settings.WARMUP_SECONDS:
@@ -91,7 +101,41 @@ def _measure(system: str, start: StartSystem) -> list[dict[str, Any]]:
                     "cpu_ms_per_order": spent,
                 }
             )
-    return runs
+        points = _open_loop(system, url, max(run["rps"] for run in runs), tmp)
+    return runs, points
+
+
+def _open_loop(system: str, url: str, capacity: float, tmp: Path) -> list[dict[str, Any]]:
+    if system not in bench_settings.OPEN_LOOP_SYSTEMS:
+        return []
+    seconds = bench_settings.OPEN_LOOP_SECONDS or bench_settings.SECONDS
+    points = []
+    for fraction in bench_settings.OPEN_LOOP_FRACTIONS:
+        workdir = tmp / f"open-loop-{system}-{fraction}"
+        point = open_loop.point(
+            system,
+            url,
+            capacity_per_s=capacity,
+            fraction=fraction,
+            seconds=seconds,
+            workdir=workdir,
+        )
+        say(f"{system} open loop at {point['rate_per_s']}/s ({fraction:.0%} of {capacity}/s): "
+            f"p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, p99.9 {point['p999_ms']} ms, "
+            f"{point['errors']} errors")  # fmt: skip
+        points.append(point)
+    return points
+
+
+def _sustained(tmp: Path, drain_per_s: float) -> dict[str, Any]:
+    """The highest rate the service takes and places with a flat backlog (sustained.py)."""
+    criteria = sustained.Criteria(max_p99_ms=bench_settings.SUSTAINED_MAX_P99_MS)
+    seconds = bench_settings.SUSTAINED_SECONDS
+    found = sustained.search(
+        sustained.plan(bench_settings, drain_per_s),
+        lambda rate: sustained.measure(tmp, rate, seconds, _exchange(), criteria),
+    )
+    return {**found, "criteria": criteria.as_dict()}
 
 
 def _placement(tmp: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
-"""The benchmark's results: JSON for tools, a Markdown report for people, a small SVG bar chart.
+"""The benchmark's results: JSON for tools, a Markdown report for people, small SVG charts (orders/s
+by system and concurrency; the backlog over time at each sustained rate tried).
 
-`./bench/run` writes all three from the same figures; `python -m bench.report` writes the report
-and the chart again from `results/latest.json` (after a change to this module)."""
+`./bench/run` writes them all from the same figures; `python -m bench.report` writes the report
+and the charts again from `results/latest.json` (after a change to this module)."""
 
 import json
 from datetime import date
@@ -9,8 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.cpu import LOAD_GENERATOR
+from bench.vegeta import NAME as VEGETA
 
 RESULTS = Path(__file__).parent / "results"
+SUSTAINED_CHART = "latest-sustained.svg"
+# One colour per sustained rate tried, lowest first (repeated past the last).
+RATE_COLOURS = ("#2e7d32", "#1565c0", "#6a1b9a", "#ef6c00", "#c62828", "#00838f", "#5d4037")
 SYSTEMS = ("floor", "service", "service-postgres", "naive")
 COLOURS = {
     "floor": "#9e9e9e",
@@ -33,6 +38,8 @@ def write_views(results: dict[str, Any]) -> None:
     """The report and the chart of one run, beside its JSON."""
     (RESULTS / "latest.md").write_text(markdown(results))
     (RESULTS / "latest.svg").write_text(svg(results))
+    if results.get("sustained"):
+        (RESULTS / SUSTAINED_CHART).write_text(sustained_svg(results))
 
 
 def with_ratios(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -61,7 +68,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         *runs_table(results["runs"]),
         *cpu_table(results["runs"]),
+        *open_loop_table(results.get("open_loop", [])),
         *placement_lines(results),
+        *sustained_section(results),
     ]
     if scaling := results.get("scaling"):
         lines.extend(["", "## Horizontal scaling", "", *(f"- {s}" for s in scaling_lines(scaling))])
@@ -128,6 +137,101 @@ def placement_lines(results: dict[str, Any]) -> list[str]:
     return ["", "## Placement", "", *lines] if lines else []
 
 
+NOT_MEASURED = "Not measured in this run."
+
+
+def open_loop_table(points: list[dict[str, Any]]) -> list[str]:
+    lines = ["", "## Latency at a fixed rate", ""]
+    if not points:
+        return [*lines, NOT_MEASURED]
+    lines += [
+        "Open loop (vegeta): a constant rate, each latency from the request's own start, at a "
+        "fraction of the system's closed-loop peak above.",
+        "",
+        "| system | orders/s | of peak | p50 ms | p99 ms | p99.9 ms | errors |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in points:
+        lines.append(
+            f"| {p['system']} | {p['rate_per_s']} | {p['fraction_of_capacity']:.0%} "
+            f"| {p['p50_ms']:.1f} | {p['p99_ms']:.1f} | {p['p999_ms']:.1f} | {p['errors']} |"
+        )
+    return lines
+
+
+def sustained_section(results: dict[str, Any]) -> list[str]:
+    """The headline (the highest rate taken and placed with a flat backlog), every rate tried
+    with its verdict, and the CPU per placed order beside the CPU per accepted order."""
+    lines = ["", "## Sustained end-to-end capacity", ""]
+    found = results.get("sustained")
+    if not found:
+        return [*lines, NOT_MEASURED]
+    lines += [_sustained_headline(found), ""]
+    lines += [
+        f"![Backlog over time at each rate tried]({SUSTAINED_CHART})",
+        "",
+        "| orders/s sent | accepted/s | placed/s | backlog (middle → end) | accept→placed p50 ms "
+        "| p99 ms | dead-lettered | CPU ms per placed order | CPU bound /s | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in found["tried"]:
+        verdict = "sustained" if p["sustained"] else "not sustained: " + "; ".join(p["reasons"])
+        lines.append(
+            f"| {p['rate_per_s']} | {p['accepted_per_s']} | {p['placed_per_s']} "
+            f"| {p['backlog_start']} → {p['backlog_end']} | {p['accept_to_placed_ms']['p50']} "
+            f"| {p['accept_to_placed_ms']['p99']} | {p['dead_lettered']} "
+            f"| {p['cpu_ms_per_placed_order'].get('total', 0):.2f} | {p['cpu_bound_per_s']} "
+            f"| {verdict} |"
+        )
+    return lines + _cpu_per_placed_order(results, found)
+
+
+def _sustained_headline(found: dict[str, Any]) -> str:
+    limit = found.get("criteria", {}).get("max_p99_ms", 3000)
+    flat = f"the highest rate with a flat backlog: {found['highest_flat_rate_per_s']}/s"
+    if not found["capacity_per_s"]:
+        return (
+            f"No rate tried was sustained (a flat backlog and accept→placed p99 within "
+            f"{limit:.0f} ms, for {found['seconds']} s); {flat}."
+        )
+    return (
+        f"**{found['capacity_per_s']} orders/s** taken and placed for {found['seconds']} s with "
+        f"a flat backlog ({found['backlog_start']} → {found['backlog_end']}) and accept→placed "
+        f"p50 {found['accept_to_placed_ms']['p50']} ms, p99 {found['accept_to_placed_ms']['p99']}"
+        f" ms (limit {limit:.0f}): {found['fraction_of_cpu_bound']:.0%} of the CPU bound, "
+        f"{found['cpu_bound_per_s']} orders/s (the cores over the CPU a placed order costs in "
+        f"every process); {flat}."
+    )
+
+
+def _cpu_per_placed_order(results: dict[str, Any], found: dict[str, Any]) -> list[str]:
+    """At the headline rate: CPU per placed order by role, under the CPU per accepted order
+    of the service at its highest concurrency (the intake alone, closed loop)."""
+    placed = found["cpu_ms_per_placed_order"]
+    runs = [r for r in results["runs"] if r["system"] == "service" and r.get("cpu_ms_per_order")]
+    accepted = max(runs, key=lambda r: r["concurrency"]) if runs else None
+    rows = [(f"per placed order at {found['rate_per_s']}/s (sustained)", placed)]
+    if accepted:
+        label = f"per accepted order at concurrency {accepted['concurrency']} (intake)"
+        rows.insert(0, (label, accepted["cpu_ms_per_order"]))
+    ignored = {"total", LOAD_GENERATOR, VEGETA}
+    # Roles that spent nothing here (the benchmark's own helpers) would only widen the table.
+    roles = sorted(
+        {role for _, by_role in rows for role, ms in by_role.items() if ms >= 0.005} - ignored
+    )
+    lines = [
+        "",
+        "CPU milliseconds by process of the service (load generators left out):",
+        "",
+        "| service | total | " + " | ".join(roles) + " |",
+        "| --- | --- |" + " --- |" * len(roles),
+    ]
+    for label, by_role in rows:
+        cells = [f"{by_role[role]:.2f}" if role in by_role else "" for role in roles]
+        lines.append(f"| {label} | {by_role.get('total', 0):.2f} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def scaling_lines(scaling: dict[str, Any]) -> list[str]:
     apis, placers = scaling["api_replicas"], scaling["placers"]
     api_figures = ", ".join(
@@ -178,6 +282,46 @@ def svg(results: dict[str, Any]) -> str:
         x = width - 140
         parts.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{COLOURS[system]}"/>')
         parts.append(f'<text x="{x + 14}" y="{y}">{system}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
+def sustained_svg(results: dict[str, Any]) -> str:
+    """The backlog over time at each sustained rate tried: flat lines were sustained."""
+    tried = results["sustained"]["tried"]
+    longest = max((len(p["backlog"]) - 1) * p["backlog_every_s"] for p in tried) or 1
+    top = max((max(p["backlog"], default=0) for p in tried), default=0) or 1
+    width, height, left, bottom, legend = 640, 220, 50, 30, 160
+    plot_w, plot_h = width - left - legend - 10, height - bottom - 30
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        'font-family="sans-serif" font-size="11">',
+        f'<text x="{left}" y="14">Backlog (accepted - placed - dead-lettered) over time, by '
+        f"rate ({results['cores']} cores, {results['date']})</text>",
+        f'<text x="4" y="{30 + 4}">{top}</text><text x="4" y="{height - bottom}">0</text>',
+        f'<text x="{left}" y="{height - 8}">0 s</text>',
+        f'<text x="{left + plot_w - 20}" y="{height - 8}">{longest} s</text>',
+        f'<line x1="{left}" y1="{height - bottom}" x2="{left + plot_w}" '
+        f'y2="{height - bottom}" stroke="#999"/>',
+    ]
+    for i, point in enumerate(tried):
+        colour = RATE_COLOURS[i % len(RATE_COLOURS)]
+        step = point["backlog_every_s"]
+        xy = " ".join(
+            f"{left + n * step / longest * plot_w:.1f},{height - bottom - b / top * plot_h:.1f}"
+            for n, b in enumerate(point["backlog"])
+        )
+        verdict = "sustained" if point["sustained"] else "not sustained"
+        parts.append(
+            f'<polyline points="{xy}" fill="none" stroke="{colour}" stroke-width="1.5">'
+            f"<title>{point['rate_per_s']}/s: {verdict}</title></polyline>"
+        )
+        y = 40 + i * 16
+        parts.append(
+            f'<rect x="{width - 120}" y="{y - 9}" width="10" height="10" fill="{colour}"/>'
+        )
+        mark = "" if point["sustained"] else " (not sustained)"
+        parts.append(f'<text x="{width - 106}" y="{y}">{point["rate_per_s"]}/s{mark}</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
 

@@ -5,6 +5,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -26,12 +27,27 @@ RUN_STOP_GRACE_SECONDS = 6 * STOP_GRACE_SECONDS
 PEERS = {"floor": "bench.peers:floor", "naive": "bench.peers:naive"}
 
 
+@dataclass(frozen=True)
+class Service:
+    url: str  # the API's
+    placer_metrics_url: str  # the placer's Prometheus endpoint
+
+
 @contextmanager
 def service(
     tmp: Path, kind: StateStoreKind, ledger: Path, exchange: dict[str, str]
 ) -> Iterator[str]:
     """This service as `./run` starts it in production mode, on free ports, data under tmp."""
-    port = free_port()
+    with service_endpoints(tmp, kind, ledger, exchange) as started:
+        yield started.url
+
+
+@contextmanager
+def service_endpoints(
+    tmp: Path, kind: StateStoreKind, ledger: Path, exchange: dict[str, str]
+) -> Iterator[Service]:
+    """`service`, with the placer's metrics endpoint beside the API's URL."""
+    port, placer_metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "ENVIRONMENT": "production",
@@ -42,7 +58,7 @@ def service(
         "PLACER_GRPC_PORT": str(free_port()),
         "PLACER_DAPR_HTTP_PORT": str(free_port()),
         "API_METRICS_PORT": str(free_port()),
-        "PLACER_METRICS_PORT": str(free_port()),
+        "PLACER_METRICS_PORT": str(placer_metrics_port),
         "STATE_STORE_KIND": kind.value,
         # Fresh stores each time: no backlog left by an earlier start.
         "DATA_DIR": tempfile.mkdtemp(prefix=f"service-{kind.value}-", dir=tmp),
@@ -63,7 +79,7 @@ def service(
             timeout_seconds=STARTUP_TIMEOUT_SECONDS,
         )
         try:
-            yield url
+            yield Service(url, f"http://127.0.0.1:{placer_metrics_port}/metrics")
         finally:
             # ./run stops its processes one after another, each with its own grace (a placer
             # with deliveries in flight takes a while): give it the time for all of them, or

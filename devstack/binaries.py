@@ -1,5 +1,6 @@
 """Finds, installs or builds the programs the stack and its tests run: daprd, redis-server,
-PostgreSQL, and the tools of some tests (wrk, helm, kind, Chromium)."""
+PostgreSQL, and the tools of the benchmark and some tests (wrk, vegeta, helm, kind,
+Chromium)."""
 
 import contextlib
 import fcntl
@@ -187,6 +188,8 @@ def _services_not_started() -> Iterator[None]:
 
 HELM_MODULE = f"helm.sh/helm/v3/cmd/helm@{HELM_VERSION}"
 KIND_MODULE = f"sigs.k8s.io/kind@{KIND_VERSION}"
+# The benchmark's open-loop load generator: a constant rate, latency without coordinated omission.
+VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.13.0"
 
 
 def helm() -> Path:
@@ -197,6 +200,11 @@ def helm() -> Path:
 def kind() -> Path:
     """kind from PATH, else built with `go install` at the pinned version."""
     return _go_tool("kind", KIND_MODULE)
+
+
+def vegeta() -> Path:
+    """vegeta from PATH, else built with `go install` at the pinned version."""
+    return _go_tool("vegeta", VEGETA_MODULE)
 
 
 def _go_tool(name: str, module: str) -> Path:

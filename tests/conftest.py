@@ -12,6 +12,7 @@ STACK: tuple[Program, ...] = (binaries.daprd, binaries.redis_server, binaries.po
 PROGRAMS: dict[str, tuple[Program, ...]] = {
     "tests/integration": STACK,
     "tests/integration/test_bench_load.py": (binaries.wrk,),
+    "tests/integration/test_bench_sustained.py": (binaries.vegeta,),
     "tests/faults": STACK,
     "tests/soak": STACK,
     "tests/e2e/test_run_script.py": STACK,

@@ -97,3 +97,73 @@ def test_written_report_holds_the_figures_of_the_json(
     assert "Placer drain: 1000 orders in 60.0 s = 16.67/s, 93% of the bound (18.0/s)" in page
     assert "](latest.json)" in page and "](latest.svg)" in page
     assert (tmp_path / "latest.svg").read_text() == report.svg(written)
+
+
+def sustained_point(rate: int, ok: bool) -> dict[str, Any]:
+    return {
+        "rate_per_s": rate, "seconds": 120.0, "sent": rate * 120, "accepted_per_s": float(rate),
+        "placed_per_s": float(rate), "dead_lettered": 0, "backlog_start": 30,
+        "backlog_end": 31 if ok else 900, "accept_to_placed_ms": {"p50": 1500, "p99": 2900},
+        "not_placed_at_end": 0,
+        "cpu_ms_per_placed_order": {"api": 1.5, "placer": 0.5, "vegeta": 0.2, "total": 2.0},
+        "cpu_bound_per_s": 1000.0, "fraction_of_cpu_bound": rate / 1000, "sustained": ok,
+        "flat": ok, "reasons": [] if ok else ["backlog: 900 at the end, over 520"],
+        "backlog_every_s": 4, "backlog": [0, 30, 31] if ok else [0, 300, 900],
+    }  # fmt: skip
+
+
+def with_sustained(figures: dict[str, Any]) -> dict[str, Any]:
+    tried = [sustained_point(200, True), sustained_point(400, False)]
+    headline = {k: v for k, v in tried[0].items() if k not in ("backlog", "backlog_every_s")}
+    figures["sustained"] = {
+        **headline, "capacity_per_s": 200, "highest_flat_rate_per_s": 200, "tried": tried,
+        "criteria": {"max_p99_ms": 3000},
+    }  # fmt: skip
+    return figures
+
+
+def test_report_shows_the_sustained_capacity_and_every_rate_tried() -> None:
+    spent = {"api": 1.6, "placer": 0.2, "wrk": 0.04, "total": 1.8}
+    figures = with_sustained(results([{**run("service", 64, 600), "cpu_ms_per_order": spent}]))
+    page = report.markdown(figures)
+    assert "**200 orders/s** taken and placed for 120.0 s" in page
+    assert "20% of the CPU bound, 1000.0 orders/s" in page
+    assert "| 200 | 200.0 | 200.0 | 30 → 31 | 1500 | 2900 | 0 | 2.00 | 1000.0 | sustained |" in page
+    assert "| 400 |" in page and "not sustained: backlog: 900 at the end, over 520" in page
+    # CPU per placed order beside the intake's per accepted order; no load generator.
+    assert "| service | total | api | placer |" in page
+    assert "| per accepted order at concurrency 64 (intake) | 1.80 | 1.60 | 0.20 |" in page
+    assert "| per placed order at 200/s (sustained) | 2.00 | 1.50 | 0.50 |" in page
+    plot = report.sustained_svg(figures)
+    assert plot.startswith("<svg") and plot.count("<polyline") == 2
+    assert "400/s (not sustained)" in plot
+
+
+def test_report_says_when_no_rate_was_sustained() -> None:
+    figures = with_sustained(results([run("service", 64, 600)]))
+    figures["sustained"].update(capacity_per_s=0, highest_flat_rate_per_s=15)
+    page = report.markdown(figures)
+    assert "No rate tried was sustained" in page
+    assert "the highest rate with a flat backlog: 15/s" in page
+
+
+def test_report_shows_the_open_loop_points() -> None:
+    figures = results([run("floor", 64, 400)])
+    figures["open_loop"] = [
+        {"system": "floor", "rate_per_s": 200, "fraction_of_capacity": 0.5, "p50_ms": 1.234,
+         "p99_ms": 5.0, "p999_ms": 12.5, "errors": 0}
+    ]  # fmt: skip
+    page = report.markdown(figures)
+    assert "## Latency at a fixed rate" in page
+    assert "| floor | 200 | 50% | 1.2 | 5.0 | 12.5 | 0 |" in page
+
+
+def test_written_views_include_the_backlog_chart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    report.write(with_sustained(results([run("service", 64, 600)])))
+    page = (tmp_path / "latest.md").read_text()
+    assert f"]({report.SUSTAINED_CHART})" in page
+    written = json.loads((tmp_path / "latest.json").read_text())
+    assert (tmp_path / report.SUSTAINED_CHART).read_text() == report.sustained_svg(written)
