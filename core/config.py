@@ -1,6 +1,7 @@
 """The settings of both apps (the API and the placer), read once from the environment (and
 `.env`). The local stack that `./run` starts has its own: devstack/config.py."""
 
+import re
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
@@ -106,6 +107,19 @@ class Settings(BaseSettings):
     EXCHANGE_URL: str | None = None
     EXCHANGE_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 3.0
 
+    # The placer trims the Redis streams behind the topics (placer/stream_trim.py) on the Redis
+    # at STREAMS_REDIS_HOST (host:port), with the credentials its sidecar uses; without it, or
+    # with an interval of 0, it does not. Every STREAM_TRIM_INTERVAL_SECONDS, each Redis call
+    # within STREAM_TRIM_TIMEOUT_SECONDS: the streams then keep about an interval's worth of
+    # entries beyond those some consumer group still needs.
+    STREAMS_REDIS_HOST: str | None = None
+    STREAMS_REDIS_USERNAME: str | None = None
+    STREAMS_REDIS_PASSWORD: SecretStr = SecretStr("")
+    # TLS, the server's certificate checked against the system roots (a managed Redis).
+    STREAMS_REDIS_TLS: bool = False
+    STREAM_TRIM_INTERVAL_SECONDS: Annotated[float, Field(ge=0)] = 10.0
+    STREAM_TRIM_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 5.0
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def API_PORT(self) -> int:
@@ -127,6 +141,9 @@ class Settings(BaseSettings):
     def _check_names(self) -> "Settings":
         if self.ORDERS_TOPIC == self.DEAD_LETTER_TOPIC:
             raise ValueError("DEAD_LETTER_TOPIC must differ from ORDERS_TOPIC")
+        host = self.STREAMS_REDIS_HOST
+        if host is not None and not re.fullmatch(r".+:\d+", host):
+            raise ValueError(f"STREAMS_REDIS_HOST must be host:port, not {host!r}")
         return self
 
 

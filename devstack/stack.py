@@ -38,6 +38,13 @@ class StoreEndpoints:
             "POSTGRES_CONNECTION_STRING": self.postgres_connection_string,
         }
 
+    def streams_env(self) -> dict[str, str]:
+        """Where the placer finds the Redis streams it trims (placer/stream_trim.py)."""
+        return {
+            "STREAMS_REDIS_HOST": self.redis_host,
+            "STREAMS_REDIS_PASSWORD": self.redis_password,
+        }
+
 
 def resources_dirs(kind: StateStoreKind, root: Path = COMPONENTS_DIR) -> list[Path]:
     return [root / "common", root / kind.value]
@@ -140,7 +147,11 @@ class Stack:
 def start_stack(group: ProcessGroup, options: StackOptions) -> Stack:
     """Starts the placer and the API, each beside its own daprd, and waits until all are ready."""
     placer = start_app(
-        group, options, options.placer_app_id, options.placer, placer_command(options.placer)
+        group,
+        options,
+        options.placer_app_id,
+        options.placer,
+        placer_command(options.placer, options.stores),
     )
     api = start_app(group, options, options.api_app_id, options.api, api_command(options))
     return Stack(api=api, placer=placer)
@@ -154,7 +165,7 @@ def start_replicas(
     started_placers = []
     for _ in range(placers):
         ports = AppPorts.free(callback=True)
-        command = placer_command(ports)
+        command = placer_command(ports, options.stores)
         started_placers.append(start_app(group, options, options.placer_app_id, ports, command))
     started_apis = []
     for _ in range(apis):
@@ -235,12 +246,13 @@ def api_command(options: StackOptions, ports: AppPorts | None = None) -> AppComm
     return AppCommand([sys.executable, "-m", "app"], settings)
 
 
-def placer_command(ports: AppPorts) -> AppCommand:
+def placer_command(ports: AppPorts, stores: StoreEndpoints) -> AppCommand:
     # The placer is only reached by its sidecar, so it listens on loopback in every mode.
     settings = {
         "PLACER_HOST": "127.0.0.1",
         "PLACER_PORT": str(ports.app),
         "PLACER_GRPC_PORT": str(ports.callback),
         "PLACER_METRICS_PORT": str(ports.metrics),
+        **stores.streams_env(),
     }
     return AppCommand([sys.executable, "-m", "placer"], settings)

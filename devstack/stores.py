@@ -41,7 +41,9 @@ class PostgresServer:
 
 
 def start_redis(group: ProcessGroup, data_dir: Path, port: int) -> RedisServer:
-    """Redis with append-only persistence in `data_dir`, reachable on loopback only."""
+    """Redis with append-only persistence in `data_dir`, reachable on loopback only. Each write
+    is on disk before Redis answers it (`appendfsync always`): an order answered 201, and its
+    events in the streams, survive a crash of the machine (docs/design.md, Durability)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         str(binaries.redis_server()),
@@ -49,7 +51,7 @@ def start_redis(group: ProcessGroup, data_dir: Path, port: int) -> RedisServer:
         "--port", str(port),
         "--dir", str(data_dir.resolve()),
         "--appendonly", "yes",
-        "--appendfsync", "everysec",
+        "--appendfsync", "always",
         "--save", "",
         "--daemonize", "no",
         "--protected-mode", "yes",
@@ -60,7 +62,9 @@ def start_redis(group: ProcessGroup, data_dir: Path, port: int) -> RedisServer:
 
 
 def start_postgres(group: ProcessGroup, data_dir: Path, port: int) -> PostgresServer:
-    """PostgreSQL with its cluster in `data_dir` (created on first use), TCP on loopback only."""
+    """PostgreSQL with its cluster in `data_dir` (created on first use), TCP on loopback only.
+    A commit is flushed to disk before it is answered (`fsync`, `synchronous_commit`: both
+    PostgreSQL's defaults, written out because the 201 rests on them)."""
     bin_dir = binaries.postgres_bin_dir()
     data_dir = _usable_data_dir(data_dir)
     if not (data_dir / "PG_VERSION").exists():
@@ -71,7 +75,7 @@ def start_postgres(group: ProcessGroup, data_dir: Path, port: int) -> PostgresSe
     argv = _as_owner(
         [str(bin_dir / "postgres"), "-D", str(data_dir), "-p", str(port),
          "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-         "-c", "max_connections=200", "-c", "fsync=on"],
+         "-c", "max_connections=200", "-c", "fsync=on", "-c", "synchronous_commit=on"],
     )  # fmt: skip
     process = group.start(f"postgres-{port}", argv)
     server = PostgresServer(process, port)

@@ -2,6 +2,7 @@
 delivers orders to the gRPC callback server it starts (placer/callbacks.py, on
 PLACER_GRPC_PORT); this HTTP app serves its health."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from placer.exchange_client import ExchangeClient
 from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
 from placer.stock_exchange import place_order
+from placer.stream_trim import stream_trimmer
 
 SERVICE_NAME = "order-placer"
 
@@ -42,7 +44,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sidecar = sidecar
     callbacks = PlacerCallbacks(placer, release, settings.APP_API_TOKEN)
     server = await start_server(callbacks, settings.PLACER_HOST, settings.PLACER_GRPC_PORT)
+    trimmer = stream_trimmer(settings)
+    trimming = None
+    if trimmer is not None:
+        trimming = asyncio.create_task(trimmer.run(settings.STREAM_TRIM_INTERVAL_SECONDS))
     yield
+    if trimmer is not None and trimming is not None:
+        trimming.cancel()
+        await asyncio.gather(trimming, return_exceptions=True)
+        await trimmer.aclose()
     await server.stop(STOP_GRACE_SECONDS)
     if exchange is not None:
         await exchange.aclose()

@@ -36,3 +36,18 @@ ACCEPT_TO_PLACED_SECONDS = Histogram(
     "From an order's 201 (its created_at) to the exchange's acceptance",
     buckets=(0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 1800),
 )
+
+# The trimming of the topics' Redis streams (placer/stream_trim.py); every placer reports them.
+STREAM_TRIM_ROUNDS = Counter(
+    "orders_stream_trim_rounds", "Rounds of stream trimming, by outcome (done, failed)", ["outcome"]
+)
+STREAM_TRIMMED = Counter(
+    "orders_stream_trimmed_entries",
+    "Stream entries trimmed: read and acknowledged by every consumer group",
+    ["stream"],
+)
+STREAM_ENTRIES = Gauge(
+    "orders_stream_entries",
+    "Entries in the stream after the last trim: from the oldest one a consumer group still needs",
+    ["stream"],
+)

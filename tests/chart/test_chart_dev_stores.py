@@ -47,9 +47,11 @@ def test_the_contract_every_store_image_must_honour() -> None:
     containers = store_containers(manifests)
     redis, postgresql = containers["redis"], containers["postgresql"]
     assert "command" not in redis and "command" not in postgresql  # the images' entrypoints
-    assert redis["args"] == ["--appendonly", "yes", "--save", ""]
+    assert redis["args"] == ["--appendonly", "yes", "--appendfsync", "always", "--save", ""]
     assert redis["readinessProbe"]["exec"]["command"] == ["redis-cli", "ping"]
-    assert postgresql["args"] == ["-c", "max_connections=300"]
+    assert postgresql["args"] == [
+        "-c", "max_connections=300", "-c", "fsync=on", "-c", "synchronous_commit=on",
+    ]  # fmt: skip
     env = {item["name"]: item["value"] for item in postgresql["env"]}
     assert env == {
         "POSTGRES_PASSWORD": "dev-only",

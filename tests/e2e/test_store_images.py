@@ -29,8 +29,8 @@ VOLUMES = {
     "redis": ("/data", "/var/run/postgresql", "/tmp"),
     "postgresql": ("/data", "/var/run/postgresql", "/tmp"),
 }
-REDIS_ARGS = ("--appendonly", "yes", "--save", "")
-POSTGRESQL_ARGS = ("-c", "max_connections=300")
+REDIS_ARGS = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+POSTGRESQL_ARGS = ("-c", "max_connections=300", "-c", "fsync=on", "-c", "synchronous_commit=on")
 POSTGRESQL_ENV = {
     "POSTGRES_PASSWORD": "dev-only",
     "POSTGRES_DB": "orders",
@@ -105,9 +105,13 @@ def test_redis_answers_the_probe_and_other_containers_with_append_only_on(
         appendonly = docker(
             running_engine, "exec", name, "redis-cli", "config", "get", "appendonly"
         )
+        appendfsync = docker(
+            running_engine, "exec", name, "redis-cli", "config", "get", "appendfsync"
+        )
         directory = docker(running_engine, "exec", name, "redis-cli", "config", "get", "dir")
         user = docker(running_engine, "exec", name, "id", "-u")
     assert appendonly.split() == ["appendonly", "yes"]
+    assert appendfsync.split() == ["appendfsync", "always"]
     assert directory.split() == ["dir", "/data"]  # the chart's volume
     assert user.strip() == "999"
 

@@ -19,7 +19,7 @@ ORDER_EVENTS_KEYS = f"{KEY_PREFIX}order-events-"
 
 @dataclass
 class StreamSample:
-    length: int  # XLEN: entries stay after they are acknowledged, unless the stream is trimmed
+    length: int  # XLEN: what is unread or pending, and what came since the last trim
     pending: dict[str, int]  # per consumer group: delivered, not yet acknowledged
     lag: dict[str, int | None]  # per consumer group: not yet delivered (None: Redis can't tell)
 
@@ -34,6 +34,10 @@ class StoreSample:
 
     def pending(self) -> int:
         return sum(sum(stream.pending.values()) for stream in self.streams.values())
+
+    def stream_entries(self) -> int:
+        """Entries in all streams: what the placers' trimming has left."""
+        return sum(stream.length for stream in self.streams.values())
 
 
 @dataclass

@@ -4,7 +4,8 @@ every process and the size and backlog of Redis are sampled every 10 s. After th
 no process may outgrow its bound; once the stream stops, every backlog must drain and every
 accepted order be placed, once. Samples and summary go to tests/soak/results/.
 
-SOAK_SECONDS and SOAK_RATE (orders per second) override the duration and the rate."""
+SOAK_SECONDS and SOAK_RATE (orders per second) override the duration and the rate;
+SOAK_STATE_STORE=postgres keeps the orders in PostgreSQL, Redis then being the broker only."""
 
 import asyncio
 import json
@@ -35,10 +36,14 @@ from tests.soak.sampling import Sample, StoreSample, store_sample, take_sample
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
 RATE_PER_SECOND = float(os.environ.get("SOAK_RATE", "20"))  # the fault matrix runs at 100
+STATE_STORE = StateStoreKind(os.environ.get("SOAK_STATE_STORE", StateStoreKind.REDIS.value))
 SAMPLE_INTERVAL_SECONDS = 10.0
 # Connection pools, caches and the allocators' arenas fill during the first minutes.
 WARM_UP_SECONDS = min(120.0, 0.2 * SECONDS)
 DRAIN_DEADLINE_SECONDS = 120.0
+# Once drained, the placers' next trimming rounds (every 10 s) leave each stream its last entry.
+TRIM_DEADLINE_SECONDS = 60.0
+TRIMMED_STREAM_ENTRIES = 1
 # Final RSS may reach warm-up RSS x 1.5 + 20 MiB. Memory that is freed and reused stays
 # roughly flat after warm-up, but not exactly: pymalloc and Go's heap keep freed memory and
 # grow in steps, and the garbage collectors run when they choose. A leak grows with every
@@ -110,6 +115,19 @@ def wait_for_drain(stack: FaultStack, deadline_seconds: float) -> float:
     return time.monotonic() - started
 
 
+def wait_for_trim(stack: FaultStack, deadline_seconds: float) -> None:
+    """Waits until the placers have trimmed every stream down to its last entry."""
+    started = time.monotonic()
+    while time.monotonic() - started < deadline_seconds and not trimmed(
+        store_sample(stack.stores.redis.port)
+    ):
+        time.sleep(1)
+
+
+def trimmed(store: StoreSample) -> bool:
+    return all(s.length <= TRIMMED_STREAM_ENTRIES for s in store.streams.values())
+
+
 def drained(store: StoreSample) -> bool:
     lags = [lag for stream in store.streams.values() for lag in stream.lag.values()]
     return store.pending() == 0 and all(not lag for lag in lags)
@@ -125,12 +143,13 @@ def placed_twice(stack: FaultStack) -> int:
 
 
 def test_soak(tmp_path: Path) -> None:
-    with fault_stack(tmp_path, StateStoreKind.REDIS) as stack:
+    with fault_stack(tmp_path, STATE_STORE) as stack:
         started = time.monotonic()
         traffic, samples = asyncio.run(soak(stack, started))
         orders = report("soak", stack, traffic.answers, DRAIN_DEADLINE_SECONDS)
         drain_seconds = orders.drain_seconds
         drain_seconds += wait_for_drain(stack, DRAIN_DEADLINE_SECONDS - drain_seconds)
+        wait_for_trim(stack, TRIM_DEADLINE_SECONDS)
         samples.append(take_sample(stack, time.monotonic() - started, "drained"))
         twice = placed_twice(stack)
     summary = summarize(traffic, samples, orders, twice, drain_seconds)
@@ -149,6 +168,7 @@ def summarize(
     return {
         "seconds": SECONDS,
         "rate_per_second": RATE_PER_SECOND,
+        "state_store": STATE_STORE.value,
         "sending_seconds": round(traffic.sending_seconds, 1),
         "warm_up_seconds": WARM_UP_SECONDS,
         "warm_up_sample_at": warm_up.seconds,
@@ -163,7 +183,13 @@ def summarize(
         },
         "redis_bytes_per_order": bytes_per_order(warm_up.store, final.store),
         "streams": {name: asdict(stream) for name, stream in last.store.streams.items()},
-        "failures": failures(processes, last.store, orders, twice),
+        "failures": failures(
+            processes,
+            last.store,
+            {"after warm-up": warm_up.store, "end of stream": final.store},
+            orders,
+            twice,
+        ),
     }
 
 
@@ -195,9 +221,9 @@ def rss_bound_kib(label: str, warm_up: Sample, final: Sample) -> int | None:
 
 
 def held_kib(label: str, sample: Sample) -> int:
-    """What a process holds by design. Redis keeps every order, and every stream entry (no
-    TTL, no trimming): its data grows with the traffic, so its bound is on the rest of its
-    RSS, and grows with its used_memory."""
+    """What a process holds by design. Redis as the state store keeps every order (no TTL): its
+    data grows with the traffic, so its bound is on the rest of its RSS, and grows with its
+    used_memory. (The streams are trimmed: their share stays flat.)"""
     return sample.store.used_memory // 1024 if label == "redis-server" else 0
 
 
@@ -214,18 +240,35 @@ def store_sizes(store: StoreSample) -> dict[str, int]:
         "used_memory": store.used_memory,
         "aof_bytes": store.aof_bytes,
         "pending": store.pending(),
+        "stream_entries": store.stream_entries(),
     }
 
 
 def failures(
-    processes: dict[str, dict[str, Any]], store: StoreSample, orders: CaseReport, twice: int
+    processes: dict[str, dict[str, Any]],
+    store: StoreSample,
+    stores: dict[str, StoreSample],
+    orders: CaseReport,
+    twice: int,
 ) -> list[str]:
-    found = [*memory_failures(processes), *backlog_failures(store)]
+    found = [*memory_failures(processes), *backlog_failures(store), *redis_data_failures(stores)]
     if orders.answered_201 == 0 or orders.placed != orders.answered_201:
         found.append(f"{orders.answered_201} orders answered 201, {orders.placed} placed")
     if twice or orders.placed_after_500:
         found.append(f"{twice} requests placed twice, {orders.placed_after_500} placed after 500")
     return found
+
+
+def redis_data_failures(stores: dict[str, StoreSample]) -> list[str]:
+    """Redis as the broker only holds stream entries and a few keys: once the streams are
+    trimmed, its data must not grow with the orders."""
+    if STATE_STORE is StateStoreKind.REDIS:
+        return []
+    before, after = stores["after warm-up"].used_memory, stores["end of stream"].used_memory
+    bound = before * RSS_GROWTH_FACTOR + RSS_SLACK_KIB * 1024
+    if after <= bound:
+        return []
+    return [f"Redis used_memory grew from {before} to {after} bytes, over {round(bound)}"]
 
 
 def memory_failures(processes: dict[str, dict[str, Any]]) -> list[str]:
@@ -255,6 +298,11 @@ def backlog_failures(store: StoreSample) -> list[str]:
     ]
     if DEAD_LETTER_STREAM not in store.streams:
         found.append(f"no {DEAD_LETTER_STREAM} stream: is the placer subscribed to it?")
+    found += [
+        f"stream {name}: {stream.length} entries after the drain, not trimmed"
+        for name, stream in store.streams.items()
+        if stream.length > TRIMMED_STREAM_ENTRIES
+    ]
     return found
 
 
@@ -275,7 +323,8 @@ def mib(kib: int | None) -> str:
 
 def markdown(summary: dict[str, Any]) -> str:
     sections = [
-        [f"# Soak: {summary['seconds']:g} s at {summary['rate_per_second']:g} orders/s", "",
+        [f"# Soak: {summary['seconds']:g} s at {summary['rate_per_second']:g} orders/s "
+         f"({summary.get('state_store', 'redis')} state store)", "",
          orders_line(summary)],
         memory_table(summary),
         store_table(summary["store"], summary["redis_bytes_per_order"]),
@@ -315,17 +364,21 @@ def memory_table(summary: dict[str, Any]) -> list[str]:
 
 
 def store_table(stores: dict[str, dict[str, int]], bytes_per_order: int | None) -> list[str]:
+    growth = (
+        f"used_memory grows by {bytes_per_order} bytes per order: the orders it stores are kept"
+        if bytes_per_order is not None
+        else "no orders stored in it: the broker only"
+    )
     lines = [
-        f"## Redis (used_memory grows by {bytes_per_order} bytes per order: orders and stream "
-        "entries are kept)",
+        f"## Redis ({growth}; the streams are trimmed)",
         "",
-        "| when | keys | order keys | used_memory MiB | AOF MiB | pending |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| when | keys | order keys | used_memory MiB | AOF MiB | pending | stream entries |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for when, s in stores.items():
         lines.append(
             f"| {when} | {s['keys']} | {s['order_keys']} | {mib(s['used_memory'] // 1024)} "
-            f"| {mib(s['aof_bytes'] // 1024)} | {s['pending']} |"
+            f"| {mib(s['aof_bytes'] // 1024)} | {s['pending']} | {s.get('stream_entries', '-')} |"
         )
     return lines
 

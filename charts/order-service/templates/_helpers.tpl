@@ -144,6 +144,36 @@ repository and pinned by image.digest.<app> when set, else by the tag. */}}
       key: token
 {{- end }}
 
+{{/* The placer's trimming of the topics' Redis streams (streamTrim): Redis as the sidecars
+reach it, from the same Secret. */}}
+{{- define "order-service.streamTrimEnv" -}}
+{{- if .Values.streamTrim.enabled }}
+- name: STREAMS_REDIS_HOST
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.secretName }}
+      key: {{ .Values.redis.hostKey }}
+- name: STREAMS_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.secretName }}
+      key: {{ .Values.redis.passwordKey }}
+{{- with .Values.redis.usernameKey }}
+- name: STREAMS_REDIS_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.redis.secretName }}
+      key: {{ . }}
+{{- end }}
+- name: STREAMS_REDIS_TLS
+  value: {{ .Values.redis.enableTLS | quote }}
+- name: STREAM_TRIM_INTERVAL_SECONDS
+  value: {{ .Values.streamTrim.intervalSeconds | quote }}
+- name: STREAM_TRIM_TIMEOUT_SECONDS
+  value: {{ .Values.streamTrim.timeoutSeconds | quote }}
+{{- end }}
+{{- end }}
+
 {{/* Annotations that have the Dapr control plane inject and configure the sidecar of one
 app (.component). */}}
 {{- define "order-service.daprAnnotations" -}}

@@ -48,3 +48,9 @@ def test_api_port_can_be_overridden() -> None:
 def test_dead_letter_topic_must_differ_from_the_orders_topic() -> None:
     with pytest.raises(ValidationError):
         Settings(_env_file=None, DEAD_LETTER_TOPIC="orders")
+
+
+@pytest.mark.parametrize("host", ["redis", "redis:", ":6379x"])
+def test_the_streams_redis_is_host_and_port(host: str) -> None:
+    with pytest.raises(ValidationError, match="STREAMS_REDIS_HOST"):
+        Settings(_env_file=None, STREAMS_REDIS_HOST=host)

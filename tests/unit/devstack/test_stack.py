@@ -3,7 +3,7 @@
 import pytest
 
 from core.config import Environment, LogFormat
-from devstack.stack import apps_log_format
+from devstack.stack import AppPorts, StoreEndpoints, apps_log_format, placer_command
 
 
 @pytest.mark.parametrize(
@@ -28,3 +28,11 @@ def test_log_format_set_explicitly_always_wins(
 ) -> None:
     for terminal in (True, False):
         assert apps_log_format(configured, environment, terminal=terminal) is configured
+
+
+def test_the_placer_is_told_where_the_streams_it_trims_are() -> None:
+    stores = StoreEndpoints("127.0.0.1:7001", "s3cret", "host=127.0.0.1")
+    command = placer_command(AppPorts(app=1, dapr_http=2, callback=3), stores)
+    assert command.env["STREAMS_REDIS_HOST"] == "127.0.0.1:7001"
+    assert command.env["STREAMS_REDIS_PASSWORD"] == "s3cret"
+    assert "POSTGRES_CONNECTION_STRING" not in command.env  # the placer's sidecar has that
