@@ -15,6 +15,9 @@ class Outcome(StrEnum):
     ALREADY_DONE = "already_done"  # a repeated delivery of an order placed or rejected
     NOT_COMMITTED = "not_committed"  # an outbox message whose commit failed
     INVALID = "invalid"  # not an order, or not in the store: dropped
+    # Held while the exchange was down until its delivery's deadline: retried by the sidecar.
+    EXCHANGE_DOWN = "exchange_down"
+    EXPIRED = "expired"  # not placed within the maximum order age: dead-lettered, never sent
 
 
 ATTEMPTS = Counter(
@@ -35,4 +38,20 @@ ACCEPT_TO_PLACED_SECONDS = Histogram(
     "orders_accept_to_placed_seconds",
     "From an order's 201 (its created_at) to the exchange's acceptance",
     buckets=(0.5, 1, 1.5, 2, 3, 5, 10, 30, 60, 300, 1800),
+)
+
+# A down exchange (placer/holding.py): the breaker's state, deliveries held until it is back.
+EXCHANGE_BREAKER_STATE = Gauge(
+    "orders_exchange_breaker_state",
+    "1 for the state the placer's exchange breaker is in (closed, open, half_open), else 0",
+    ["state"],
+)
+EXCHANGE_BREAKER_TRANSITIONS = Counter(
+    "orders_exchange_breaker_transitions", "Changes of the exchange breaker's state", ["state"]
+)
+HELD = Gauge("orders_held", "Deliveries held until the exchange is back (no retry spent)")
+REPEATED_DELIVERIES = Counter(
+    "orders_repeated_deliveries",
+    "Deliveries of an order this placer was still working on (a redelivery of a held one): "
+    "each waits for the first to end",
 )
