@@ -9,9 +9,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import yaml
 
+from core.config import settings
 from core.domain import Order, OrderStatus
 from core.repository import DEAD_LETTER_INDEX_KEY
+from devstack.stack import COMPONENTS_DIR
 from placer.breaker import CallResult, ExchangeBreaker
 from placer.holding import DEADLINE_MARGIN_SECONDS, ExchangeGate, delivery_deadline
 from placer.placement import Delivery, Placer
@@ -229,3 +232,15 @@ async def test_the_breakers_state_is_a_metric() -> None:
     assert registry_value("orders_exchange_breaker_state", state="half_open") == 1
     assert down.record(admission, None, "an order") is CallResult.ACCEPTED
     assert registry_value("orders_exchange_breaker_state", state="closed") == 1
+
+
+def test_the_shipped_policy_lets_a_hold_last_until_the_maximum_order_age() -> None:
+    placement, *_ = yaml.safe_load_all((COMPONENTS_DIR / "common" / "resiliency.yaml").read_text())
+    policies = placement["spec"]["policies"]
+    attempt = policies["timeouts"]["placementAttempt"]
+    assert float(attempt.removesuffix("s")) > settings.PLACER_MAX_ORDER_AGE_SECONDS
+    # An order retried alone while the exchange goes down opens the breaker before its
+    # retries run out, and is then held.
+    assert (
+        policies["retries"]["placementRetry"]["maxRetries"] + 1 > settings.PLACER_BREAKER_FAILURES
+    )
