@@ -149,12 +149,16 @@ def test_an_order_not_placed_within_the_maximum_age_is_dead_lettered_with_that_r
     with exchange_outage(tmp_path, components, PLACER_MAX_ORDER_AGE_SECONDS="3") as outage:
         outage.begin()
         [order_id] = outage.post(1)
-        outage.wait_until_settled([order_id], "failed")
+        wait_for(
+            lambda: outage.placer_metric("orders_dead_lettered_total") == 1,
+            what="the order dead-lettered",
+            timeout_seconds=PLACED_TIMEOUT_SECONDS,
+        )
         order = outage.order(order_id)
         assert order["failure_reason"] == "not placed within the maximum order age (3 s)"
         history = outage.stack.client.get(f"/orders/{order_id}/events").json()
         assert history[-1]["kind"] == "dead_lettered"
         assert history[-1]["detail"] == order["failure_reason"]
-        assert outage.placer_metric("orders_dead_lettered_total") == 1
+        assert order["status"] == "failed"
         assert outage.placer_metric("orders_placement_attempts_total", outcome="expired") == 1
         assert ExchangeLedger(outage.stack.ledger_path).submissions() == {}
