@@ -120,6 +120,17 @@ class Settings(BaseSettings):
     STREAM_TRIM_INTERVAL_SECONDS: Annotated[float, Field(ge=0)] = 10.0
     STREAM_TRIM_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 5.0
 
+    # A down exchange (placer/holding.py). After PLACER_BREAKER_FAILURES failed exchange calls in
+    # a row (failed, timed out or unreachable; an order the exchange refused does not count) the
+    # placer holds its deliveries instead of answering RETRY, and tries one of them on the
+    # exchange every PLACER_BREAKER_PROBE_SECONDS until it is back. An order not placed within
+    # PLACER_MAX_ORDER_AGE_SECONDS of its 201 is never sent: it is dead-lettered with that reason.
+    # The resiliency policy's placementAttempt must exceed the maximum age, or a hold ends at the
+    # delivery's deadline with a RETRY (components/common/resiliency.yaml).
+    PLACER_BREAKER_FAILURES: Annotated[int, Field(ge=1)] = 12
+    PLACER_BREAKER_PROBE_SECONDS: Annotated[float, Field(gt=0)] = 2.0
+    PLACER_MAX_ORDER_AGE_SECONDS: Annotated[float, Field(gt=0)] = 900.0
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def API_PORT(self) -> int:

@@ -22,6 +22,7 @@ from opentelemetry import trace
 
 from core.config import settings
 from core.tracing import context_from, trace_id_in
+from placer.holding import delivery_deadline
 from placer.outbox_release import OutboxRelease
 from placer.placement import Delivery, Placer
 
@@ -141,8 +142,12 @@ class PlacerCallbacks(callback_grpc.AppCallbackServicer):
         event = event_of(request.id, request.data, request.data_content_type)
         # The order's trace, as the sidecar delivers it: the same trace as its POST /orders.
         parent = context_from(trace_carrier(metadata, request))
-        with tracer.start_as_current_span(
-            f"deliver {request.topic}", context=parent, kind=trace.SpanKind.CONSUMER
+        with (
+            tracer.start_as_current_span(
+                f"deliver {request.topic}", context=parent, kind=trace.SpanKind.CONSUMER
+            ),
+            # The resiliency policy's timeout for this attempt: how long a hold may last.
+            delivery_deadline(context.time_remaining()),
         ):
             answer = await self._deliver(request.topic, event)
         return callback.TopicEventResponse(status=STATUSES[answer])

@@ -16,9 +16,11 @@ import anyio.from_thread
 
 from core.domain import Order
 from core.tracing import inject_into
-from placer.stock_exchange import OrderPlacementError
+from placer.stock_exchange import OrderPlacementError, OrderRefusedError
 
 ACCEPTED = {HTTPStatus.CREATED, HTTPStatus.OK}  # first acceptance, or a repeat of one
+# Client errors that say nothing against this order: the exchange is slow or busy.
+NOT_A_REFUSAL = {HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS}
 
 
 class ExchangeClient:
@@ -33,8 +35,9 @@ class ExchangeClient:
             await self._session.close()
 
     async def submit(self, order: Order) -> None:
-        """Places `order`, with its id as the client order id; raises OrderPlacementError when
-        the stand-in refuses it, fails or does not answer in time."""
+        """Places `order`, with its id as the client order id; raises OrderRefusedError when the
+        stand-in refuses it (a client error), OrderPlacementError when it fails (a server
+        error, 408 or 429) or does not answer in time."""
         if self._session is None:
             # Kept-alive connections, as many as the placer makes calls at once.
             connector = aiohttp.TCPConnector(limit=self._max_connections)
@@ -48,9 +51,12 @@ class ExchangeClient:
         except (aiohttp.ClientError, TimeoutError) as error:
             message = f"the exchange stand-in did not answer for order {order.id}: {error!r}"
             raise OrderPlacementError(message) from error
-        if response.status not in ACCEPTED:
-            message = f"the exchange stand-in answered {response.status} for order {order.id}"
-            raise OrderPlacementError(f"{message}: {answer[:200]}")
+        if response.status in ACCEPTED:
+            return
+        message = f"the exchange stand-in answered {response.status} for order {order.id}"
+        if 400 <= response.status < 500 and response.status not in NOT_A_REFUSAL:
+            raise OrderRefusedError(f"{message}: {answer[:200]}")
+        raise OrderPlacementError(f"{message}: {answer[:200]}")
 
     def place_order(self, order: Order) -> None:
         """The placer's exchange call, made as the in-process one is: from one of its worker

@@ -15,6 +15,9 @@ class Outcome(StrEnum):
     ALREADY_DONE = "already_done"  # a repeated delivery of an order placed or rejected
     NOT_COMMITTED = "not_committed"  # an outbox message whose commit failed
     INVALID = "invalid"  # not an order, or not in the store: dropped
+    # Held while the exchange was down until its delivery's deadline: retried by the sidecar.
+    EXCHANGE_DOWN = "exchange_down"
+    EXPIRED = "expired"  # not placed within the maximum order age: dead-lettered, never sent
 
 
 ATTEMPTS = Counter(
@@ -50,4 +53,19 @@ STREAM_ENTRIES = Gauge(
     "orders_stream_entries",
     "Entries in the stream after the last trim: from the oldest one a consumer group still needs",
     ["stream"],
+)
+# A down exchange (placer/holding.py): the breaker's state, deliveries held until it is back.
+EXCHANGE_BREAKER_STATE = Gauge(
+    "orders_exchange_breaker_state",
+    "1 for the state the placer's exchange breaker is in (closed, open, half_open), else 0",
+    ["state"],
+)
+EXCHANGE_BREAKER_TRANSITIONS = Counter(
+    "orders_exchange_breaker_transitions", "Changes of the exchange breaker's state", ["state"]
+)
+HELD = Gauge("orders_held", "Deliveries held until the exchange is back (no retry spent)")
+REPEATED_DELIVERIES = Counter(
+    "orders_repeated_deliveries",
+    "Deliveries of an order this placer was still working on (a redelivery of a held one): "
+    "each waits for the first to end",
 )

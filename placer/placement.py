@@ -19,6 +19,8 @@ from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.repository import OrderRepository
 from core.sidecar import SidecarError
 from placer import metrics
+from placer.breaker import CallResult
+from placer.holding import ExchangeGate, Verdict
 from placer.metrics import Outcome
 
 logger = logging.getLogger(__name__)
@@ -56,6 +58,8 @@ LOG_LEVELS = {
     Outcome.STORE_FAILED: logging.WARNING,
     Outcome.REJECTED: logging.WARNING,
     Outcome.INVALID: logging.ERROR,
+    Outcome.EXCHANGE_DOWN: logging.WARNING,
+    Outcome.EXPIRED: logging.ERROR,
 }
 
 
@@ -78,6 +82,7 @@ class Placer:
         *,
         answer_deadline_seconds: float,
         void_grace_seconds: float = VOID_GRACE_SECONDS,
+        gate: ExchangeGate | None = None,
     ) -> None:
         self._orders = orders
         self._place_order = place_order
@@ -86,6 +91,8 @@ class Placer:
         self._void_grace_seconds = void_grace_seconds
         # The exchange client blocks: run it in threads, at most `concurrency` at once.
         self._exchange_slots = anyio.CapacityLimiter(concurrency)
+        # Holds deliveries while the exchange is down (placer/holding.py).
+        self._gate = gate if gate is not None else ExchangeGate.from_settings()
 
     async def place(self, event: dict[str, object]) -> Delivery:
         order = order_from_event(event)
@@ -93,7 +100,8 @@ class Placer:
             return outcome("", Outcome.INVALID, Delivery.DROP, "no order")
         trace.get_current_span().set_attribute("order.id", order.id)
         with metrics.IN_FLIGHT.track_inprogress():
-            return await self._place_delivered(order)
+            async with self._gate.one_at_a_time(order.id):
+                return await self._place_delivered(order)
 
     async def _place_delivered(self, order: Order) -> Delivery:
         try:
@@ -143,12 +151,9 @@ class Placer:
         return outcome(order.id, Outcome.REJECTED, Delivery.SUCCESS, message)
 
     async def _place(self, order: Order) -> Delivery:
-        try:
-            await self._call_exchange(order)
-        except Exception as error:  # noqa: BLE001 - any exchange failure is retried
-            await self._record(order, OrderEventKind.ATTEMPT_FAILED, repr(error))
-            message = f"the exchange failed, retrying: {error!r}"
-            return outcome(order.id, Outcome.EXCHANGE_FAILED, Delivery.RETRY, message)
+        unplaced = await self._call_exchange_when_up(order)
+        if unplaced is not None:
+            return unplaced
         try:
             # History first: an order marked placed always has its "placed" event.
             await self._orders.record_event(order.id, OrderEvent(kind=OrderEventKind.PLACED))
@@ -163,6 +168,66 @@ class Placer:
         return outcome(
             order.id, Outcome.PLACED, Delivery.SUCCESS, f"placed {waited:.3f} s after its 201"
         )
+
+    async def _call_exchange_when_up(self, order: Order) -> Delivery | None:
+        """Calls the exchange once it is up (placer/holding.py): None when it accepted the
+        order, else the answer for the sidecar. While the exchange is down as a whole, the
+        delivery is held instead of retried; an order that fails on its own is retried."""
+        while True:
+            admission = await self._gate.admit(order)
+            if admission.verdict is Verdict.TOO_OLD:
+                return await self._give_up(order)
+            if admission.verdict is Verdict.OUT_OF_TIME:
+                message = "held until its delivery's deadline, the exchange still down; retrying"
+                return outcome(order.id, Outcome.EXCHANGE_DOWN, Delivery.RETRY, message)
+            if admission.held and (settled := await self._settled_meanwhile(order)) is not None:
+                self._gate.abandon(admission)
+                return settled
+            try:
+                await self._call_exchange(order)
+            except Exception as error:  # noqa: BLE001 - any exchange failure is retried
+                result = self._gate.record(admission, error, order.id)
+                await self._record(order, OrderEventKind.ATTEMPT_FAILED, repr(error))
+                if result is CallResult.FAILED and self._gate.exchange_down:
+                    held = {"order_id": order.id, "outcome": "held"}
+                    logger.info("order %s: the exchange is down, holding it", order.id, extra=held)
+                    continue
+                message = f"the exchange failed, retrying: {error!r}"
+                return outcome(order.id, Outcome.EXCHANGE_FAILED, Delivery.RETRY, message)
+            except BaseException:
+                self._gate.abandon(admission)  # cancelled: a probe lets the next one go
+                raise
+            self._gate.record(admission, None, order.id)
+            return None
+
+    async def _settled_meanwhile(self, order: Order) -> Delivery | None:
+        """After a hold, the order as the store has it now: a redelivery of its message may have
+        placed it meanwhile, on another placer."""
+        try:
+            stored = await self._orders.get(order.id)
+        except SidecarError as error:
+            message = f"cannot read it after its hold, retrying: {error}"
+            return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
+        if stored is None or stored.status not in (OrderStatus.PLACED, OrderStatus.REJECTED):
+            return None
+        message = f"{stored.status} while it was held, skipping it"
+        return outcome(order.id, Outcome.ALREADY_DONE, Delivery.SUCCESS, message)
+
+    async def _give_up(self, order: Order) -> Delivery:
+        """An order past the maximum order age is never sent: marked failed with that reason,
+        and dropped to the dead-letter topic."""
+        if order.status is OrderStatus.FAILED:
+            message = "already failed, skipping it"  # a redelivery of one given up
+            return outcome(order.id, Outcome.ALREADY_DONE, Delivery.SUCCESS, message)
+        reason = self._gate.age_reason
+        try:
+            await self._orders.save(
+                order.model_copy(update={"status": OrderStatus.FAILED, "failure_reason": reason})
+            )
+        except SidecarError as error:
+            message = f"cannot mark it failed, retrying: {error}"
+            return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
+        return outcome(order.id, Outcome.EXPIRED, Delivery.DROP, f"{reason}; dead-lettering it")
 
     async def _call_exchange(self, order: Order) -> None:
         """The exchange call, in a thread (the client blocks) once one of the placer's
@@ -197,17 +262,19 @@ class Placer:
             stored = await self._orders.get(order.id)
             if stored is None or stored.status in (OrderStatus.PLACED, OrderStatus.REJECTED):
                 return Delivery.SUCCESS
+            # The placer's own reason when it gave the order up (its age), else the retries'.
+            reason = stored.failure_reason or DEAD_LETTER_REASON
             failed = stored.model_copy(
-                update={"status": OrderStatus.FAILED, "failure_reason": DEAD_LETTER_REASON}
+                update={"status": OrderStatus.FAILED, "failure_reason": reason}
             )
             await self._orders.save(failed)
             await self._orders.add_dead_lettered(order.id)
-            dead_lettered = OrderEvent(kind=OrderEventKind.DEAD_LETTERED, detail=DEAD_LETTER_REASON)
+            dead_lettered = OrderEvent(kind=OrderEventKind.DEAD_LETTERED, detail=reason)
             await self._orders.record_event(order.id, dead_lettered)
         except SidecarError as error:
             message = f"cannot mark it failed, retrying: {error}"
             return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
         metrics.DEAD_LETTERED.inc()
         fields = {"order_id": order.id, "outcome": "dead_lettered"}
-        logger.error("order %s: dead-lettered (%s)", order.id, DEAD_LETTER_REASON, extra=fields)
+        logger.error("order %s: dead-lettered (%s)", order.id, reason, extra=fields)
         return Delivery.SUCCESS

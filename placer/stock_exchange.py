@@ -32,6 +32,11 @@ class OrderPlacementError(Exception):
     """The exchange did not accept the order; the call may be repeated."""
 
 
+class OrderRefusedError(OrderPlacementError):
+    """The exchange answered, and refused this order: the order's own failure, not the
+    exchange's (placer/breaker.py counts it as a sign that the exchange is up)."""
+
+
 class Acceptance(BaseModel):
     """One client order id in the ledger: placed once, however often it was sent."""
 

@@ -147,10 +147,28 @@ def test_components_are_scoped_to_the_apps_that_use_them(
     }
 
 
+def test_a_held_delivery_ends_by_the_orders_age_before_its_attempt_times_out(
+    manifests: list[dict[str, Any]],
+) -> None:
+    # The placer holds a delivery while the exchange is down, up to the maximum order age: the
+    # sidecar's timeout for the attempt must be longer, or the hold spends a retry.
+    [placer] = [
+        d for d in of_kind(manifests, "Deployment") if d["metadata"]["name"].endswith("-placer")
+    ]
+    [container] = placer["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item.get("value") for item in container["env"]}
+    [placement] = [
+        r for r in of_kind(manifests, "Resiliency") if r["metadata"]["name"].endswith("-placement")
+    ]
+    attempt = placement["spec"]["policies"]["timeouts"]["placementAttempt"]
+    assert float(attempt.removesuffix("s")) > float(env["PLACER_MAX_ORDER_AGE_SECONDS"])
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
         ("stateStore: {type: mongodb}", "/stateStore/type"),
+        ("placer: {maxOrderAgeSeconds: 0}", "/placer/maxOrderAgeSeconds"),
         ("placer: {concurrency: 0}", "/placer/concurrency"),
         ("api: {autoscaling: {enabled: yes-please}}", "/api/autoscaling/enabled"),
         ("redis: {secretName: ''}", "/redis/secretName"),

@@ -143,7 +143,7 @@ def test_alert_rules_query_served_metrics(monitored: list[dict[str, Any]]) -> No
     (rule_set,) = of_kind(monitored, "PrometheusRule")
     rules = rule_set["spec"]["groups"][0]["rules"]
     assert {rule["alert"] for rule in rules} == {
-        "OrderBacklogGrowing", "OrdersDeadLettered", "ExchangeFailureRateHigh"
+        "OrderBacklogGrowing", "OrdersDeadLettered", "ExchangeFailureRateHigh", "ExchangeDown"
     }  # fmt: skip
     served = served_metric_names()
     for rule in rules:
@@ -162,6 +162,7 @@ def test_dashboard_is_grafana_json_on_served_metrics(monitored: list[dict[str, A
         "Backlog",
         "Accept → placed",
         "Dead letters",
+        "Exchange down",
     } <= titles
     served = served_metric_names()
     for panel in dashboard["panels"]:

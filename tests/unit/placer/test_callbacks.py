@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,6 +13,7 @@ from google.protobuf import empty_pb2
 
 from core.config import settings
 from devstack.processes import free_port
+from placer.breaker import CallResult, ExchangeBreaker
 from placer.callbacks import (
     OUTBOX_BATCH_SIZE,
     PlacerCallbacks,
@@ -19,9 +21,11 @@ from placer.callbacks import (
     start_server,
     trace_carrier,
 )
+from placer.holding import DEADLINE_MARGIN_SECONDS, ExchangeGate
 from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
-from tests.unit.fakes import MemorySidecar, repository
+from tests.factories import accepted_order
+from tests.unit.fakes import MemorySidecar, repository, store_order
 
 pytestmark = pytest.mark.anyio
 TOKEN = "app-token"
@@ -193,3 +197,32 @@ def test_the_orders_trace_wins_over_a_new_one_from_the_sidecar() -> None:
 
 def test_without_any_trace_nothing_is_continued() -> None:
     assert trace_carrier({}, delivery_with()) == {}
+
+
+async def test_a_held_delivery_is_answered_before_the_calls_deadline() -> None:
+    # The exchange is down: the delivery is held, and answered RETRY a second before the
+    # deadline the sidecar gave the call (its resiliency timeout), not cut off by it.
+    order = accepted_order()
+    sidecar = MemorySidecar()
+    store_order(sidecar, order)
+    breaker = ExchangeBreaker(1, probe_interval_seconds=1000)
+    breaker.record(CallResult.FAILED, time.monotonic())
+    gate = ExchangeGate(breaker, max_order_age_seconds=1000)
+    orders = repository(sidecar)
+    placer = Placer(orders, _unreachable_exchange, 1, answer_deadline_seconds=3, gate=gate)
+    release = OutboxRelease(orders, sidecar, "markers", answer_deadline_seconds=3)
+    port = free_port()
+    server = await start_server(PlacerCallbacks(placer, release, TOKEN), "127.0.0.1", port)
+    event = callback.TopicEventRequest(
+        id="x", topic=settings.ORDERS_TOPIC, data=order.model_dump_json().encode(),
+        data_content_type="application/json",
+    )  # fmt: skip
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = callback_grpc.AppCallbackStub(channel)
+            answer = await stub.OnTopicEvent(
+                event, metadata=WITH_TOKEN, timeout=DEADLINE_MARGIN_SECONDS + 0.5
+            )
+    finally:
+        await server.stop(0)
+    assert answer.status == callback.TopicEventResponse.RETRY

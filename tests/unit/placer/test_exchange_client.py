@@ -14,7 +14,7 @@ from aiohttp import web
 from core.domain import Order
 from devstack.processes import free_port
 from placer.exchange_client import ExchangeClient
-from placer.stock_exchange import OrderPlacementError
+from placer.stock_exchange import OrderPlacementError, OrderRefusedError
 from tests.factories import accepted_order
 
 pytestmark = pytest.mark.anyio
@@ -70,7 +70,7 @@ async def test_an_acceptance_or_a_repeat_of_one_is_a_placed_order(
     assert Order.model_validate(sent) == order  # the id is the client order id
 
 
-@pytest.mark.parametrize("status", [503, 422, 500])
+@pytest.mark.parametrize("status", [503, 422, 500, 429])
 async def test_any_other_answer_is_a_failed_call(
     stand_in: tuple[StandIn, ExchangeClient], status: int
 ) -> None:
@@ -78,6 +78,21 @@ async def test_any_other_answer_is_a_failed_call(
     server.status = status
     with pytest.raises(OrderPlacementError, match=str(status)):
         await client.submit(accepted_order())
+
+
+@pytest.mark.parametrize(
+    ("status", "refused"),
+    [(422, True), (400, True), (503, False), (500, False), (408, False), (429, False)],
+)
+async def test_a_client_error_is_a_refused_order_a_server_error_a_failed_exchange(
+    stand_in: tuple[StandIn, ExchangeClient], status: int, refused: bool
+) -> None:
+    # A refusal is the order's own failure: it does not count towards a down exchange.
+    server, client = stand_in
+    server.status = status
+    with pytest.raises(OrderPlacementError) as raised:
+        await client.submit(accepted_order())
+    assert isinstance(raised.value, OrderRefusedError) is refused
 
 
 async def test_no_answer_within_the_deadline_is_a_failed_call(
