@@ -5,6 +5,7 @@ documented in .env.example."""
 import re
 
 import pytest
+import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
@@ -48,3 +49,17 @@ def test_api_port_can_be_overridden() -> None:
 def test_dead_letter_topic_must_differ_from_the_orders_topic() -> None:
     with pytest.raises(ValidationError):
         Settings(_env_file=None, DEAD_LETTER_TOPIC="orders")
+
+
+def test_the_placers_concurrency_is_the_same_wherever_it_is_set() -> None:
+    """The default, .env.example, the chart, and the orders pub/sub component's deliveries in
+    flight (6 per exchange call) are sized together (docs/performance.md#sizing-the-placer)."""
+    default = Settings.model_fields["PLACER_CONCURRENCY"].default
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    written = re.search(r"^PLACER_CONCURRENCY=(\d+)$", example, re.MULTILINE)
+    assert written is not None and int(written[1]) == default
+    chart = yaml.safe_load((PROJECT_ROOT / "charts/order-service/values.yaml").read_text())
+    assert chart["placer"]["concurrency"] == default
+    component = yaml.safe_load((PROJECT_ROOT / "components/common/pubsub.yaml").read_text())
+    metadata = {item["name"]: item.get("value") for item in component["spec"]["metadata"]}
+    assert int(metadata["concurrency"]) == 6 * default
