@@ -91,7 +91,10 @@ class Settings(BaseSettings):
     PLACER_HOST: str = "127.0.0.1"
     PLACER_PORT: int = 8001
     PLACER_GRPC_PORT: int = 8002
-    PLACER_CONCURRENCY: Annotated[int, Field(ge=1)] = 10
+    # Exchange calls in flight at once per placer, each waiting out the exchange's latency:
+    # sized for a 0.5 s exchange (docs/performance.md#sizing-the-placer says how to size it
+    # for another latency or a rate limit). components/common/pubsub.yaml delivers 6 times as many.
+    PLACER_CONCURRENCY: Annotated[int, Field(ge=1)] = 250
 
     # The stock exchange stand-in (placer/stock_exchange.py): in the placer's process, or in
     # the shared stand-in service (`python -m exchange`), which reads these four itself.

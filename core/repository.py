@@ -17,13 +17,18 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from core.domain import Decision, Order, OrderEvent, OrderEventKind
+from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.sidecar import SidecarError, StateApi
 
 # Ids of dead-lettered orders still waiting for a re-drive, as one JSON list.
 DEAD_LETTER_INDEX_KEY = "dead-letter-index"
 LIST_UPDATE_ATTEMPTS = 10
 EVENTS = TypeAdapter(list[OrderEvent])
+# The statuses the placer settles an order in, each with the event that says so.
+OUTCOMES = {
+    OrderStatus.PLACED: OrderEventKind.PLACED,
+    OrderStatus.REJECTED: OrderEventKind.REJECTED,
+}
 OUTBOX_PROJECTION_METADATA = {"outbox.projection": "true", "contentType": "application/json"}
 
 
@@ -33,6 +38,12 @@ def order_key(order_id: str) -> str:
 
 def events_key(order_id: str) -> str:
     return f"order-events-{order_id}"
+
+
+def outcome_key(order_id: str, kind: OrderEventKind) -> str:
+    """An event that settles the order's status, kept apart from the list of the others so
+    that it is written with the status, without a read of the list first."""
+    return f"order-events-{order_id}-{kind.value}"
 
 
 def decision_key(order_id: str) -> str:
@@ -166,13 +177,32 @@ class OrderRepository:
             return Order.model_validate_json(value)
         return order
 
+    async def settle(self, order: Order, detail: str | None = None) -> None:
+        """Saves the order in the status the placer settled it in (placed or rejected), with
+        the event that says so, in one transaction: the status never stands without its event.
+        One call to the store, and no read: the event has a key of its own."""
+        event = OrderEvent(kind=OUTCOMES[order.status], detail=detail)
+        await self._sidecar.execute_transaction(
+            self._store,
+            [
+                _upsert(outcome_key(order.id, event.kind), event.model_dump(mode="json")),
+                _upsert(order_key(order.id), order.model_dump(mode="json")),
+            ],
+        )
+
     async def events(self, order: Order) -> list[OrderEvent]:
-        """The order's history: its acceptance, then what the placer recorded."""
-        value, _ = await self._sidecar.get_state(self._store, events_key(order.id))
-        recorded = [] if value is None else EVENTS.validate_json(value)
+        """The order's history, oldest first: its acceptance, then what the placer recorded."""
+        # One read per key, not a bulk read: a bulk read may drop keys without an error.
+        keys = [events_key(order.id), *(outcome_key(order.id, k) for k in OUTCOMES.values())]
+        values = await asyncio.gather(*(self._sidecar.get_state(self._store, k) for k in keys))
+        listed, outcomes = values[0][0], [value for value, _ in values[1:] if value is not None]
+        recorded = [] if listed is None else EVENTS.validate_json(listed)
+        recorded += [OrderEvent.model_validate_json(value) for value in outcomes]
+        recorded.sort(key=lambda event: event.at)
         return [OrderEvent(kind=OrderEventKind.ACCEPTED, at=order.created_at), *recorded]
 
     async def record_event(self, order_id: str, event: OrderEvent) -> None:
+        """Adds an event to the order's list (the events that settle its status: `settle`)."""
         await self._update_list(
             events_key(order_id), lambda events: [*events, event.model_dump(mode="json")]
         )
@@ -207,3 +237,7 @@ class OrderRepository:
                 continue
             return
         raise last_error
+
+
+def _upsert(key: str, value: Any) -> dict[str, Any]:
+    return {"operation": "upsert", "request": {"key": key, "value": value}}

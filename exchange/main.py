@@ -21,8 +21,9 @@ from placer.stock_exchange import Acceptance, OrderPlacementError, ledger, submi
 logger = logging.getLogger(__name__)
 
 # Calls in flight at once, each in a thread for the stand-in's latency: above what every
-# placer of a cluster sends (PLACER_CONCURRENCY per pod), so none waits for a thread.
-MAX_CALLS_IN_FLIGHT = 500
+# placer of a cluster sends (PLACER_CONCURRENCY, 250, per pod, up to the chart's 10 pods), so
+# none waits for a thread. Threads start as calls need them.
+MAX_CALLS_IN_FLIGHT = 2500
 
 
 class Health(BaseModel):

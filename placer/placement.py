@@ -141,12 +141,12 @@ class Placer:
 
     async def _reject(self, order: Order) -> Delivery:
         """An order committed after its client was told it failed: it is never placed."""
+        rejected = order.model_copy(update={"status": OrderStatus.REJECTED})
         try:
-            await self._orders.save(order.model_copy(update={"status": OrderStatus.REJECTED}))
+            await self._orders.settle(rejected, "answered 500 before it committed")
         except SidecarError as error:
             message = f"cannot mark it rejected, retrying: {error}"
             return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
-        await self._record(order, OrderEventKind.REJECTED, "answered 500 before it committed")
         message = "committed after its client got a 500; not placed"
         return outcome(order.id, Outcome.REJECTED, Delivery.SUCCESS, message)
 
@@ -155,9 +155,8 @@ class Placer:
         if unplaced is not None:
             return unplaced
         try:
-            # History first: an order marked placed always has its "placed" event.
-            await self._orders.record_event(order.id, OrderEvent(kind=OrderEventKind.PLACED))
-            await self._orders.save(order.model_copy(update={"status": OrderStatus.PLACED}))
+            # With its "placed" event, in one transaction.
+            await self._orders.settle(order.model_copy(update={"status": OrderStatus.PLACED}))
         except SidecarError as error:
             # The exchange has the order; the retry finds it there by its client order id.
             message = f"placed, but its status was not saved: {error}"

@@ -5,6 +5,7 @@ documented in .env.example."""
 import re
 
 import pytest
+import yaml
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
@@ -54,3 +55,17 @@ def test_dead_letter_topic_must_differ_from_the_orders_topic() -> None:
 def test_the_streams_redis_is_host_and_port(host: str) -> None:
     with pytest.raises(ValidationError, match="STREAMS_REDIS_HOST"):
         Settings(_env_file=None, STREAMS_REDIS_HOST=host)
+
+
+def test_the_placers_concurrency_is_the_same_wherever_it_is_set() -> None:
+    """The default, .env.example, the chart, and the orders pub/sub component's deliveries in
+    flight (6 per exchange call) are sized together (docs/performance.md#sizing-the-placer)."""
+    default = Settings.model_fields["PLACER_CONCURRENCY"].default
+    example = (PROJECT_ROOT / ".env.example").read_text()
+    written = re.search(r"^PLACER_CONCURRENCY=(\d+)$", example, re.MULTILINE)
+    assert written is not None and int(written[1]) == default
+    chart = yaml.safe_load((PROJECT_ROOT / "charts/order-service/values.yaml").read_text())
+    assert chart["placer"]["concurrency"] == default
+    component = yaml.safe_load((PROJECT_ROOT / "components/common/pubsub.yaml").read_text())
+    metadata = {item["name"]: item.get("value") for item in component["spec"]["metadata"]}
+    assert int(metadata["concurrency"]) == 6 * default

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from core.domain import Decision, OrderEvent, OrderEventKind
+from core.domain import Decision, OrderEvent, OrderEventKind, OrderStatus
 from core.repository import OrderRepository, decision_key, events_key, idempotency_key, order_key
 from tests.factories import accepted_order
 from tests.unit.fakes import (
@@ -77,6 +77,24 @@ async def test_events_recorded_at_once_are_all_kept(
     await asyncio.gather(*(orders.record_event(order.id, OrderEvent(kind=k)) for k in kinds))
     assert len(sidecar.calls_to("save_state")) == 3  # the write that lost its race, again
     assert sorted(event["kind"] for event in sidecar.value(events_key(order.id))) == kinds
+
+
+async def test_history_lists_recorded_and_settling_events_in_time_order(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    order = accepted_order()
+    store_order(sidecar, order)
+    await orders.record_event(order.id, OrderEvent(kind=OrderEventKind.ATTEMPT_FAILED))
+    await orders.settle(order.model_copy(update={"status": OrderStatus.PLACED}))
+    await orders.record_event(order.id, OrderEvent(kind=OrderEventKind.DEAD_LETTERED))
+    kinds = [event.kind for event in await orders.events(order)]
+    assert kinds == [
+        OrderEventKind.ACCEPTED,
+        OrderEventKind.ATTEMPT_FAILED,
+        OrderEventKind.PLACED,
+        OrderEventKind.DEAD_LETTERED,
+    ]
+    assert (await orders.get(order.id) or order).status is OrderStatus.PLACED
 
 
 async def test_order_dropped_by_a_bulk_read_is_found_for_placement(

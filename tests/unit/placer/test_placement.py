@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from core.domain import Decision, Order, OrderEventKind, OrderStatus
-from core.repository import DEAD_LETTER_INDEX_KEY, events_key
+from core.repository import DEAD_LETTER_INDEX_KEY, outcome_key
 from core.sidecar import SidecarError
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
 from placer.stock_exchange import OrderPlacementError
@@ -30,9 +30,11 @@ def as_stored(sidecar: MemorySidecar, order: Order) -> Order:
     return stored
 
 
-def recorded(sidecar: MemorySidecar, order: Order) -> list[OrderEventKind]:
-    """The kinds of the events recorded for the order, oldest first."""
-    return [OrderEventKind(event["kind"]) for event in sidecar.value(events_key(order.id)) or []]
+async def recorded(sidecar: MemorySidecar, order: Order) -> list[OrderEventKind]:
+    """The kinds of the events recorded for the order, oldest first, as its history reads."""
+    accepted, *events = await repository(sidecar).events(order)
+    assert accepted.kind is OrderEventKind.ACCEPTED
+    return [event.kind for event in events]
 
 
 def dead_lettered(sidecar: MemorySidecar) -> list[str]:
@@ -88,8 +90,31 @@ async def test_accepted_order_is_placed_and_marked_placed() -> None:
     assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id]
     assert as_stored(sidecar, order).status is OrderStatus.PLACED
-    assert recorded(sidecar, order) == [OrderEventKind.PLACED]
+    assert await recorded(sidecar, order) == [OrderEventKind.PLACED]
     assert decision_of(sidecar, order.id) is Decision.PLACE  # claimed: a void now loses
+
+
+@pytest.mark.anyio
+async def test_a_placement_takes_three_calls_to_the_store() -> None:
+    order = accepted_order()
+    sidecar = holding(order)
+    assert await placer(sidecar, FakeExchange()).place(event_for(order)) is Delivery.SUCCESS
+    # Read the order and its decision; claim it; its status with its event.
+    calls = [method for method, _ in sidecar.calls]
+    assert calls == ["get_bulk_state", "save_state", "execute_transaction"]
+
+
+@pytest.mark.anyio
+async def test_a_placed_order_whose_event_cannot_be_written_stays_accepted() -> None:
+    order = accepted_order()
+    sidecar, exchange = holding(order), FakeExchange()
+    sidecar.unwritable = {outcome_key(order.id, OrderEventKind.PLACED)}
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.RETRY
+    assert as_stored(sidecar, order).status is OrderStatus.ACCEPTED
+    sidecar.unwritable = set()
+    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id, order.id]  # the exchange knows it by its id
+    assert await recorded(sidecar, order) == [OrderEventKind.PLACED]
 
 
 @pytest.mark.anyio
@@ -100,7 +125,7 @@ async def test_exchange_failure_asks_for_a_retry_and_keeps_the_order_accepted() 
     assert as_stored(sidecar, order).status is OrderStatus.ACCEPTED
     assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id, order.id]
-    assert recorded(sidecar, order) == [OrderEventKind.ATTEMPT_FAILED, OrderEventKind.PLACED]
+    assert await recorded(sidecar, order) == [OrderEventKind.ATTEMPT_FAILED, OrderEventKind.PLACED]
 
 
 @pytest.mark.anyio
@@ -147,7 +172,7 @@ async def test_dead_lettered_order_is_marked_failed_and_listed_for_redrive() -> 
     assert as_stored(sidecar, order).status is OrderStatus.FAILED
     assert as_stored(sidecar, order).failure_reason == DEAD_LETTER_REASON
     assert dead_lettered(sidecar) == [order.id]
-    assert recorded(sidecar, order) == [OrderEventKind.DEAD_LETTERED]
+    assert await recorded(sidecar, order) == [OrderEventKind.DEAD_LETTERED]
 
 
 @pytest.mark.anyio
@@ -167,7 +192,7 @@ async def test_voided_order_is_rejected_and_never_reaches_the_exchange() -> None
     assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == []
     assert as_stored(sidecar, order).status is OrderStatus.REJECTED
-    assert recorded(sidecar, order) == [OrderEventKind.REJECTED]
+    assert await recorded(sidecar, order) == [OrderEventKind.REJECTED]
     # A redelivery changes nothing, and a dead letter does not make it re-drivable.
     assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert await placer(sidecar, exchange).dead_letter(event_for(order)) is Delivery.SUCCESS
