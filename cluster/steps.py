@@ -118,7 +118,7 @@ def _cold(stages: list[dict[str, object]]) -> bool:
 def _warm(stages: list[dict[str, object]]) -> bool:
     """Whether the run made a new cluster from cached parts (the app images, which change with
     the code, may have been rebuilt): the figure a second `up` gives."""
-    made = any(stage["stage"] == CLUSTER_CREATE for stage in stages)
+    made = any(s["stage"] == CLUSTER_CREATE and not s.get("already_up") for s in stages)
     parts = [s["cached"] for s in stages if "cached" in s and s["stage"] != APP_IMAGES]
     return made and bool(parts) and all(parts)
 

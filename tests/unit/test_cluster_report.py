@@ -61,3 +61,5 @@ def test_a_new_cluster_from_cached_parts_is_warm() -> None:
     assert not steps._warm([{"stage": "a", "cached": False}, made])
     # An `up` that found the cluster running made none: not the warm figure.
     assert not steps._warm([{"stage": "a", "cached": True}, built_app])
+    found_up = {**made, "already_up": True}
+    assert not steps._warm([{"stage": "a", "cached": True}, found_up, built_app])
