@@ -38,8 +38,29 @@ def release_pods() -> list[dict[str, Any]]:
         pod
         for pod in document["items"]
         if pod["metadata"]["labels"].get("app.kubernetes.io/component") in APP_COMPONENTS
-        and pod["metadata"].get("deletionTimestamp") is None
+        and staying(pod)
     ]
+
+
+def component_pods(component: str) -> list[dict[str, Any]]:
+    """The pods of one app of the release, those on their way out included."""
+    selector = (f"app.kubernetes.io/instance={release.RELEASE},"
+                f"app.kubernetes.io/component={component}")  # fmt: skip
+    document = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
+                                  "-o", "json"))  # fmt: skip
+    pods: list[dict[str, Any]] = document["items"]
+    return pods
+
+
+def staying(pod: dict[str, Any]) -> bool:
+    """Not on its way out (deleted pods are listed until their grace period ends)."""
+    return pod["metadata"].get("deletionTimestamp") is None
+
+
+def pod_ready(pod: dict[str, Any]) -> bool:
+    """Staying, and every container Ready."""
+    statuses = pod.get("status", {}).get("containerStatuses") or []
+    return staying(pod) and bool(statuses) and all(status["ready"] for status in statuses)
 
 
 def _settled(component: str) -> bool:
@@ -51,22 +72,13 @@ def _settled(component: str) -> bool:
     wanted: int = deployment["spec"]["replicas"]
     status: dict[str, Any] = deployment["status"]
     generation: int = deployment["metadata"]["generation"]
-    selector = (f"app.kubernetes.io/instance={release.RELEASE},"
-                f"app.kubernetes.io/component={component}")  # fmt: skip
-    pods = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
-                              "-o", "json"))["items"]  # fmt: skip
-    ready = [pod for pod in pods if _ready(pod)]
+    pods = component_pods(component)
     return (
         status.get("observedGeneration") == generation
         and status.get("updatedReplicas") == wanted
-        and len(pods) == len(ready) == wanted
+        and len(pods) == wanted
+        and all(pod_ready(pod) for pod in pods)
     )
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    statuses = pod["status"].get("containerStatuses") or []
-    going = pod["metadata"].get("deletionTimestamp") is not None
-    return not going and bool(statuses) and all(status["ready"] for status in statuses)
 
 
 def wait_release_settled(timeout_seconds: float = 420) -> None:

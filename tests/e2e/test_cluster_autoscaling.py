@@ -26,8 +26,11 @@ from cluster.store_images import StoreImages
 from devstack import binaries
 from tests.e2e.cluster_support import (
     RELEASE_LABELS,
+    component_pods,
     kubectl,
+    pod_ready,
     run_client_pod,
+    staying,
     wait_release_settled,
 )
 from tests.polling import wait_for
@@ -232,10 +235,7 @@ def cpu_requests() -> dict[str, str]:
 def api_pods() -> list[dict[str, Any]]:
     """The API's pods, but those on their way out. (The load's pod has the release's labels
     too, and no component.)"""
-    selector = f"app.kubernetes.io/instance={release.RELEASE},app.kubernetes.io/component=api"
-    document = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
-                                  "-o", "json"))  # fmt: skip
-    return [pod for pod in document["items"] if pod["metadata"].get("deletionTimestamp") is None]
+    return [pod for pod in component_pods("api") if staying(pod)]
 
 
 def ready_api_pods() -> list[str]:
@@ -244,8 +244,7 @@ def ready_api_pods() -> list[str]:
         pod["metadata"]["name"]
         for pod in api_pods()
         if "daprd" in [container["name"] for container in pod["spec"]["containers"]]
-        and pod["status"].get("containerStatuses")
-        and all(status["ready"] for status in pod["status"]["containerStatuses"])
+        and pod_ready(pod)
     ]
 
 

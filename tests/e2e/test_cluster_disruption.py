@@ -44,10 +44,13 @@ from tests.chart.rendering import of_kind, render
 from tests.e2e import order_client
 from tests.e2e.cluster_support import (
     RELEASE_LABELS,
+    component_pods,
     kubectl,
     kubectl_result,
+    pod_ready,
     port_forward,
     run_client_pod,
+    staying,
     wait_release_settled,
 )
 from tests.factories import limit_order_body
@@ -343,23 +346,8 @@ def _record(section: str, figures: dict[str, Any]) -> None:
 # The release's pods
 
 
-def _app_pods(component: str) -> list[dict[str, Any]]:
-    selector = (f"app.kubernetes.io/instance={release.RELEASE},"
-                f"app.kubernetes.io/component={component}")  # fmt: skip
-    document = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
-                                   "-o", "json"))  # fmt: skip
-    pods: list[dict[str, Any]] = document["items"]
-    return pods
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    statuses = pod.get("status", {}).get("containerStatuses", [])
-    return (pod["metadata"].get("deletionTimestamp") is None and bool(statuses)
-            and all(status["ready"] for status in statuses))  # fmt: skip
-
-
 def _ready_pods(component: str) -> list[str]:
-    names = [pod["metadata"]["name"] for pod in _app_pods(component) if _ready(pod)]
+    names = [pod["metadata"]["name"] for pod in component_pods(component) if pod_ready(pod)]
     assert names, f"no {component} pod is Ready"
     return names
 
@@ -369,10 +357,10 @@ def _wait_pods(component: str, count: int, rollout: str | None = "") -> list[str
     carrying that rollout annotation (None: none carrying any; "": either)."""
 
     def settled() -> list[str]:
-        pods = _app_pods(component)
+        pods = component_pods(component)
         marks = {pod["metadata"].get("annotations", {}).get("rollout") for pod in pods}
         rolled = rollout == "" or marks == {rollout}
-        if len(pods) == count and all(_ready(pod) for pod in pods) and rolled:
+        if len(pods) == count and all(pod_ready(pod) for pod in pods) and rolled:
             return [pod["metadata"]["name"] for pod in pods]
         return []
 
@@ -382,9 +370,7 @@ def _wait_pods(component: str, count: int, rollout: str | None = "") -> list[str
 def _force_delete(component: str, pod: str) -> float:
     """Deletes the pod at once (its containers are killed within seconds, its requests and
     deliveries in flight cut); the seconds until its replacement is Ready."""
-    count = len(
-        [pod for pod in _app_pods(component) if pod["metadata"].get("deletionTimestamp") is None]
-    )
+    count = len([pod for pod in component_pods(component) if staying(pod)])
     started = time.monotonic()
     say(f"deleting {pod} at {time.time():.1f}")  # to match the client's attempts
     kubectl("-n", release.NAMESPACE, "delete", "pod", pod, "--grace-period=0", "--force")
