@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from packaging.markers import Marker
+
 from cluster import addons, base
 from cluster.config import BuildOffline, cluster_settings
 from cluster.docker import Engine, docker
@@ -34,6 +36,15 @@ INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock")
 PACKAGES = ("core", "app", "placer", "exchange")
 PYTHON_PACKAGES = ("python3", "ca-certificates")  # the base: Debian's Python 3.11, minbase
 PYTHON_VERSION = "3.11"
+# The markers of the image's Python (bookworm's python3 is 3.11.2), for the requirements whose
+# markers hold there and not on the Python that downloads them (redis needs async-timeout
+# below 3.11.3, say).
+IMAGE_MARKER_ENVIRONMENT = {
+    "python_version": PYTHON_VERSION, "python_full_version": "3.11.2",
+    "implementation_name": "cpython", "platform_python_implementation": "CPython",
+    "os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
+    "platform_machine": "x86_64",
+}  # fmt: skip
 # Wheels that run on bookworm's glibc (2.36): pip takes exactly the tags it is given.
 PLATFORMS = (
     *(f"manylinux_2_{minor}_x86_64" for minor in range(36, 4, -1)),
@@ -215,7 +226,8 @@ def _wheels() -> Path:
     """The locked runtime dependencies as wheels for the image's platform, with the exported
     requirements (hashes included) and pip's wheel: cached by uv.lock."""
     lock = (PROJECT_ROOT / "uv.lock").read_bytes()
-    key = hashlib.sha256(lock + f"{PLATFORMS} {PYTHON_VERSION} {PIP_VERSION}".encode())
+    inputs = f"{PLATFORMS} {IMAGE_MARKER_ENVIRONMENT} {PIP_VERSION}"
+    key = hashlib.sha256(lock + inputs.encode())
     target = WHEELS_DIR / key.hexdigest()[:12]
     if target.is_dir():
         return target
@@ -243,17 +255,40 @@ def _download(directory: Path) -> None:
     run_logged([*uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--quiet",
                 "--output-file", str(requirements)], what="uv export", log_name="uv-export",
                timeout_seconds=60, cwd=PROJECT_ROOT)  # fmt: skip
+    # pip evaluates markers on the Python it runs on, whatever --python-version says: it gets
+    # the requirements with the image's markers already evaluated.
+    for_download = directory / "requirements-image.txt"
+    for_download.write_text(for_image(requirements.read_text()))
     pip = [*uv, "tool", "run", "--from", f"pip=={PIP_VERSION}", "pip"]
     download = [*pip, "download", "--quiet", "--disable-pip-version-check"]
     download += ["--only-binary=:all:", "--python-version", PYTHON_VERSION, "--implementation"]
     download += ["cp", "--dest", str(directory)]
     for platform in PLATFORMS:
         download += ["--platform", platform]
-    run_logged([*download, "--require-hashes", "--requirement", str(requirements)],
+    run_logged([*download, "--require-hashes", "--requirement", str(for_download)],
                what="pip download", log_name="pip-download-wheels",
                timeout_seconds=DOWNLOAD_TIMEOUT_SECONDS)  # fmt: skip
     run_logged([*download, f"pip=={PIP_VERSION}"], what="pip download pip",
                log_name="pip-download-pip", timeout_seconds=DOWNLOAD_TIMEOUT_SECONDS)  # fmt: skip
+
+
+def for_image(requirements: str) -> str:
+    """Exported requirements (each a line, then its indented hashes) without the ones whose
+    marker does not hold on the image's Python, and without markers."""
+    kept: list[str] = []
+    keeping = True
+    for line in requirements.splitlines():
+        if line[:1] in (" ", "\t"):  # a requirement's --hash or "# via" line
+            if keeping:
+                kept.append(line)
+            continue
+        requirement, _, marker = line.partition(" ; ")
+        keeping = not marker or Marker(marker.removesuffix("\\").strip()).evaluate(
+            IMAGE_MARKER_ENVIRONMENT
+        )
+        if keeping:
+            kept.append(f"{requirement} \\" if marker.endswith("\\") else requirement)
+    return "\n".join(kept) + "\n"
 
 
 def _python() -> str:
