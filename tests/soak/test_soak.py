@@ -4,7 +4,9 @@ every process and the size and backlog of Redis are sampled every 10 s. After th
 no process may outgrow its bound; once the stream stops, every backlog must drain and every
 accepted order be placed, once. Samples and summary go to tests/soak/results/.
 
-SOAK_SECONDS and SOAK_RATE (orders per second) override the duration and the rate;
+The rate is half the sustained capacity of the last `./bench/run` (bench/results/latest.json),
+or 20 orders/s when it has none. SOAK_SECONDS and SOAK_RATE (orders per second) override the
+duration and the rate;
 SOAK_STATE_STORE=postgres keeps the orders in PostgreSQL, Redis then being the broker only."""
 
 import asyncio
@@ -34,8 +36,20 @@ from tests.faults.harness import (
 )
 from tests.soak.sampling import Sample, StoreSample, store_sample, take_sample
 
+BENCH_RESULTS = PROJECT_ROOT / "bench" / "results" / "latest.json"
+RATE_WITHOUT_CAPACITY = 20.0
+
+
+def capacity_share(results: Path, share: float = 0.5) -> float:
+    """`share` of the sustained capacity in a benchmark's results; without one, 20/s."""
+    if not results.is_file():
+        return RATE_WITHOUT_CAPACITY
+    capacity = json.loads(results.read_text()).get("sustained", {}).get("capacity_per_s", 0)
+    return round(share * capacity) if capacity else RATE_WITHOUT_CAPACITY
+
+
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
-RATE_PER_SECOND = float(os.environ.get("SOAK_RATE", "20"))  # the fault matrix runs at 100
+RATE_PER_SECOND = float(os.environ.get("SOAK_RATE") or capacity_share(BENCH_RESULTS))
 STATE_STORE = StateStoreKind(os.environ.get("SOAK_STATE_STORE", StateStoreKind.REDIS.value))
 SAMPLE_INTERVAL_SECONDS = 10.0
 # Connection pools, caches and the allocators' arenas fill during the first minutes.
@@ -47,9 +61,9 @@ TRIMMED_STREAM_ENTRIES = 1
 # Final RSS may reach warm-up RSS x 1.5 + 20 MiB. Memory that is freed and reused stays
 # roughly flat after warm-up, but not exactly: pymalloc and Go's heap keep freed memory and
 # grow in steps, and the garbage collectors run when they choose. A leak grows with every
-# order: a 100 MiB process (each app and daprd here) may gain 70 MiB, which 10 minutes at
-# 20/s (9,600 orders after warm-up) reach with about 7 KiB leaked per order; smaller leaks
-# need a longer run to show.
+# order: a 100 MiB process (each app and daprd here) may gain 70 MiB, which the orders after
+# the warm-up reach with 70 MiB / orders leaked per order (7 KiB at 20/s for 10 minutes, under
+# 1 KiB at 150/s); smaller leaks need a longer run to show.
 RSS_GROWTH_FACTOR = 1.5
 RSS_SLACK_KIB = 20 * 1024
 DEAD_LETTER_STREAM = "orders-deadletter"
