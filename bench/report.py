@@ -109,17 +109,22 @@ def cpu_table(runs: list[dict[str, Any]]) -> list[str]:
     # The load generator last: it is not part of the system under test, nor of the total.
     roles = sorted({role for _, by_role in spent for role in by_role} - {"total", LOAD_GENERATOR})
     roles.append(LOAD_GENERATOR)
-    lines = [
-        "",
+    caption = (
         f"CPU milliseconds per order at concurrency {top}, by process (the total leaves out "
-        f"the load generator, {LOAD_GENERATOR}):",
-        "",
-        "| system | total | " + " | ".join(roles) + " |",
-        "| --- | --- |" + " --- |" * len(roles),
-    ]
-    for system, by_role in spent:
+        f"the load generator, {LOAD_GENERATOR}):"
+    )
+    return _by_role_table(caption, "system", spent, roles)
+
+
+def _by_role_table(
+    caption: str, first: str, rows: list[tuple[str, dict[str, float]]], roles: list[str]
+) -> list[str]:
+    """A table of CPU milliseconds: a row per label, its total, then a column per role."""
+    lines = ["", caption, "", f"| {first} | total | " + " | ".join(roles) + " |",
+             "| --- | --- |" + " --- |" * len(roles)]  # fmt: skip
+    for label, by_role in rows:
         cells = [f"{by_role[role]:.2f}" if role in by_role else "" for role in roles]
-        lines.append(f"| {system} | {by_role['total']:.2f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {by_role.get('total', 0):.2f} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -219,17 +224,8 @@ def _cpu_per_placed_order(results: dict[str, Any], found: dict[str, Any]) -> lis
     roles = sorted(
         {role for _, by_role in rows for role, ms in by_role.items() if ms >= 0.005} - ignored
     )
-    lines = [
-        "",
-        "CPU milliseconds by process of the service (load generators left out):",
-        "",
-        "| service | total | " + " | ".join(roles) + " |",
-        "| --- | --- |" + " --- |" * len(roles),
-    ]
-    for label, by_role in rows:
-        cells = [f"{by_role[role]:.2f}" if role in by_role else "" for role in roles]
-        lines.append(f"| {label} | {by_role.get('total', 0):.2f} | " + " | ".join(cells) + " |")
-    return lines
+    caption = "CPU milliseconds by process of the service (load generators left out):"
+    return _by_role_table(caption, "service", rows, roles)
 
 
 def scaling_lines(scaling: dict[str, Any]) -> list[str]:
