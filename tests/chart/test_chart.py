@@ -238,3 +238,17 @@ def test_every_value_is_in_the_schema_and_the_readme() -> None:
         named = any(p in documented or f"{p}.*" in documented for p in prefixes)
         has_children = any(d.startswith(f"{path}.") for d in documented)
         assert named or has_children, f"{path} is not in the chart README"
+
+
+def test_pod_annotations_and_labels_that_look_like_numbers_are_strings() -> None:
+    """`--set` parses digits as a number, which Kubernetes refuses in an annotation or label."""
+    manifests = render("--set", "podAnnotations.rollout=13367415", "--set", "podLabels.team=42")
+    deployments = of_kind(manifests, "Deployment")
+    assert {d["metadata"]["name"] for d in deployments} >= {
+        "order-service-api",
+        "order-service-placer",
+    }
+    for deployment in deployments:
+        metadata = deployment["spec"]["template"]["metadata"]
+        assert metadata["annotations"]["rollout"] == "13367415"
+        assert metadata["labels"]["team"] == "42"

@@ -457,3 +457,13 @@ initContainers:
       {{- toYaml (index .root.Values .component).resources | nindent 6 }}
 {{- end }}
 {{- end }}
+
+{{/*
+Annotations or labels as Kubernetes takes them: every value a string, even one that `--set`
+parsed as a number (`--set podAnnotations.rollout=20261130` would otherwise fail the install).
+*/}}
+{{- define "order-service.stringMap" -}}
+{{- range $name, $value := . }}
+{{ $name | quote }}: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
