@@ -5,7 +5,6 @@ tests/faults/README.md links to."""
 
 import asyncio
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -23,8 +22,6 @@ pytestmark = pytest.mark.faults
 ORDERS = 1000
 RATE_PER_SECOND = 50
 DRAIN_DEADLINE_SECONDS = 120
-# The ten-minute exchange outage runs only when asked for (it adds eleven minutes to the run).
-LONG_OUTAGE = os.environ.get("FAULTS_LONG_OUTAGE") == "1"
 RESULTS = PROJECT_ROOT / "tests" / "faults" / "results"
 
 
@@ -120,8 +117,6 @@ LONG_CASES = {"exchange fails 100% for 10 minutes"}
 def case_param(case: str) -> object:
     if case not in LONG_CASES:
         return case
-    if not LONG_OUTAGE:
-        return pytest.param(case, marks=pytest.mark.skip(reason="FAULTS_LONG_OUTAGE=1 runs it"))
     return pytest.param(case, marks=pytest.mark.timeout(1500))  # the outage, then the drain
 
 
