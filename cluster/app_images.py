@@ -35,12 +35,12 @@ APPS = ("api", "placer")
 INPUTS = ("Dockerfile", ".dockerignore", "pyproject.toml", "uv.lock")
 PACKAGES = ("core", "app", "placer", "exchange")
 PYTHON_PACKAGES = ("python3", "ca-certificates")  # the base: Debian's Python 3.11, minbase
-PYTHON_VERSION = "3.11"
-# The markers of the image's Python (bookworm's python3 is 3.11.2), for the requirements whose
-# markers hold there and not on the Python that downloads them (redis needs async-timeout
-# below 3.11.3, say).
+PYTHON_FULL_VERSION = "3.11.2"  # bookworm's python3
+PYTHON_VERSION = PYTHON_FULL_VERSION.rpartition(".")[0]
+# The markers of the image's Python, for the requirements whose markers hold there and not on
+# the Python that downloads them (redis needs async-timeout below 3.11.3, say).
 IMAGE_MARKER_ENVIRONMENT = {
-    "python_version": PYTHON_VERSION, "python_full_version": "3.11.2",
+    "python_version": PYTHON_VERSION, "python_full_version": PYTHON_FULL_VERSION,
     "implementation_name": "cpython", "platform_python_implementation": "CPython",
     "os_name": "posix", "sys_platform": "linux", "platform_system": "Linux",
     "platform_machine": "x86_64",

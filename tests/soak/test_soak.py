@@ -10,6 +10,7 @@ duration and the rate;
 SOAK_STATE_STORE=postgres keeps the orders in PostgreSQL, Redis then being the broker only."""
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -40,16 +41,19 @@ BENCH_RESULTS = PROJECT_ROOT / "bench" / "results" / "latest.json"
 RATE_WITHOUT_CAPACITY = 20.0
 
 
-def capacity_share(results: Path, share: float = 0.5) -> float:
-    """`share` of the sustained capacity in a benchmark's results; without one, 20/s."""
-    if not results.is_file():
+@functools.cache
+def rate_per_second() -> float:
+    """SOAK_RATE, else half the sustained capacity in the last benchmark's results, else 20/s:
+    read when the soak runs, not whenever the tests are collected."""
+    if rate := os.environ.get("SOAK_RATE"):
+        return float(rate)
+    if not BENCH_RESULTS.is_file():
         return RATE_WITHOUT_CAPACITY
-    capacity = json.loads(results.read_text()).get("sustained", {}).get("capacity_per_s", 0)
-    return round(share * capacity) if capacity else RATE_WITHOUT_CAPACITY
+    capacity = json.loads(BENCH_RESULTS.read_text()).get("sustained", {}).get("capacity_per_s")
+    return round(capacity / 2) if capacity else RATE_WITHOUT_CAPACITY
 
 
 SECONDS = float(os.environ.get("SOAK_SECONDS", "600"))
-RATE_PER_SECOND = float(os.environ.get("SOAK_RATE") or capacity_share(BENCH_RESULTS))
 STATE_STORE = StateStoreKind(os.environ.get("SOAK_STATE_STORE", StateStoreKind.REDIS.value))
 SAMPLE_INTERVAL_SECONDS = 10.0
 # Connection pools, caches and the allocators' arenas fill during the first minutes.
@@ -106,7 +110,7 @@ async def soak(stack: FaultStack, started: float) -> tuple[Traffic, list[Sample]
     """Streams orders for SECONDS, sampling every SAMPLE_INTERVAL_SECONDS (in a thread, so the
     sender keeps its schedule), then once more when every answer is in."""
     samples: list[Sample] = []
-    sender = asyncio.create_task(stream(stack, SECONDS, RATE_PER_SECOND))
+    sender = asyncio.create_task(stream(stack, SECONDS, rate_per_second()))
     at = 0.0
     while at < SECONDS:
         await asyncio.sleep(max(0.0, started + at - time.monotonic()))
@@ -181,7 +185,7 @@ def summarize(
     figures = {**orders.as_dict(), "placed_twice": twice, "drain_seconds": round(drain_seconds, 1)}
     return {
         "seconds": SECONDS,
-        "rate_per_second": RATE_PER_SECOND,
+        "rate_per_second": rate_per_second(),
         "state_store": STATE_STORE.value,
         "sending_seconds": round(traffic.sending_seconds, 1),
         "warm_up_seconds": WARM_UP_SECONDS,
