@@ -4,6 +4,7 @@ image where it can be pulled, else from the node image built here."""
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,8 @@ SERVICE_SUBNET = "10.96.0.0/16"
 # The node's routing table (and rule preference) for forwarded traffic to Service addresses.
 UNROUTED_TABLE = 101
 PULL_TIMEOUT_SECONDS = 1800
+# How long a found node's API server has to answer before the cluster is recreated.
+NODE_RESTART_SECONDS = 120
 
 
 def up() -> Engine:
@@ -50,10 +53,15 @@ def up() -> Engine:
     image = _node_image(running, stages)
     name = cluster_settings.CLUSTER_NAME
     with stages.stage(CLUSTER_CREATE) as facts:
-        if name in _clusters(running):
+        found = name in _clusters(running)
+        if found and _api_server_answers(running):
             facts["already_up"] = True
             say(f"kind cluster {name} is already up")
         else:
+            if found:
+                facts["recreated"] = True
+                say(f"kind cluster {name} exists but its API server does not answer: recreating it")
+                _kind(running, "delete", "cluster", "--name", name)
             _kind(running, "create", "cluster", "--name", name, "--image", image,
                   "--config", str(KIND_CONFIG), "--wait", "5m")  # fmt: skip
     with stages.stage("ready"):
@@ -169,6 +177,27 @@ def _unrouted_addresses_unreachable(running: Engine) -> None:
         f" && ip rule add pref {UNROUTED_TABLE} to {SERVICE_SUBNET} lookup {UNROUTED_TABLE}"
     )
     docker(running, "exec", f"{cluster_settings.CLUSTER_NAME}-control-plane", "sh", "-c", script)
+
+
+def _api_server_answers(running: Engine) -> bool:
+    """Whether a found cluster's API server answers, its node started first if it is stopped.
+    A node whose engine stopped under it (a killed dockerd, a reboot) comes back with the
+    engine's restart policy, or not at all; its API server then needs a while, or never
+    answers, and such a leftover is recreated rather than trusted."""
+    container = f"{cluster_settings.CLUSTER_NAME}-control-plane"
+    try:
+        if docker(running, "inspect", "--format", "{{.State.Running}}", container) != "true\n":
+            docker(running, "start", container)
+    except MissingToolError:
+        return False
+    deadline = time.monotonic() + NODE_RESTART_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            node_kubectl(running, "get", "--raw", "/readyz", "--request-timeout=5s")
+            return True
+        except MissingToolError:
+            time.sleep(2)
+    return False
 
 
 def node_kubectl(running: Engine, *args: str) -> str:
