@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # sized for a 0.5 s exchange (docs/performance.md#sizing-the-placer says how to size it
     # for another latency or a rate limit). components/common/pubsub.yaml delivers 6 times as many.
     PLACER_CONCURRENCY: Annotated[int, Field(ge=1)] = 250
+    # A failed exchange call is repeated at once this many times before the delivery is
+    # answered RETRY (the runtime's backoff starts at 0.25 to 0.75 s): the exchange fails one
+    # call in ten, so three calls leave one order in a thousand to the runtime's retries.
+    PLACER_RETRIES_AT_ONCE: Annotated[int, Field(ge=0)] = 2
 
     # The stock exchange stand-in (placer/stock_exchange.py): in the placer's process, or in
     # the shared stand-in service (`python -m exchange`), which reads these four itself.

@@ -40,6 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         place_order if exchange is None else exchange.place_order,
         settings.PLACER_CONCURRENCY,
         answer_deadline_seconds=settings.ORDER_TIMEOUT_SECONDS,
+        retries_at_once=settings.PLACER_RETRIES_AT_ONCE,
     )
     app.state.sidecar = sidecar
     callbacks = PlacerCallbacks(placer, release, settings.APP_API_TOKEN)

@@ -83,6 +83,7 @@ class Placer:
         answer_deadline_seconds: float,
         void_grace_seconds: float = VOID_GRACE_SECONDS,
         gate: ExchangeGate | None = None,
+        retries_at_once: int = 0,
     ) -> None:
         self._orders = orders
         self._place_order = place_order
@@ -93,6 +94,8 @@ class Placer:
         self._exchange_slots = anyio.CapacityLimiter(concurrency)
         # Holds deliveries while the exchange is down (placer/holding.py).
         self._gate = gate if gate is not None else ExchangeGate.from_settings()
+        # Failed calls repeated within the delivery before it is answered RETRY.
+        self._retries_at_once = retries_at_once
 
     async def place(self, event: dict[str, object]) -> Delivery:
         order = order_from_event(event)
@@ -170,8 +173,10 @@ class Placer:
 
     async def _call_exchange_when_up(self, order: Order) -> Delivery | None:
         """Calls the exchange once it is up (placer/holding.py): None when it accepted the
-        order, else the answer for the sidecar. While the exchange is down as a whole, the
-        delivery is held instead of retried; an order that fails on its own is retried."""
+        order, or else the answer for the sidecar. While the exchange is down as a whole, the
+        delivery is held instead of retried; a call that fails on its own is repeated at once
+        (`retries_at_once` times), then the order is retried under the runtime's backoff."""
+        failed_calls = 0
         while True:
             admission = await self._gate.admit(order)
             if admission.verdict is Verdict.TOO_OLD:
@@ -190,6 +195,11 @@ class Placer:
                 if result is CallResult.FAILED and self._gate.exchange_down:
                     held = {"order_id": order.id, "outcome": "held"}
                     logger.info("order %s: the exchange is down, holding it", order.id, extra=held)
+                    continue
+                failed_calls += 1
+                if result is CallResult.FAILED and failed_calls <= self._retries_at_once:
+                    # The exchange fails calls, not orders: the next call most likely succeeds,
+                    # sooner than after the runtime's backoff and a redelivery.
                     continue
                 message = f"the exchange failed, retrying: {error!r}"
                 return outcome(order.id, Outcome.EXCHANGE_FAILED, Delivery.RETRY, message)

@@ -84,6 +84,12 @@ def start_stores(group: ProcessGroup, kind: StateStoreKind, data_dir: Path) -> S
     return Stores(kind, redis_server, postgres, redis_data, postgres_data, group)
 
 
+# For tests that count a failing order's attempts under fast_retry_components: one exchange call
+# a delivery (no repeats at once), so that the count is the policy's and a few failing orders do
+# not open the breaker.
+ONE_CALL_A_DELIVERY = {"PLACER_RETRIES_AT_ONCE": "0"}
+
+
 def fast_retry_components(target: Path) -> Path:
     """A copy of components/ whose retry policy gives up after a second or so, for tests
     that wait for dead letters. Everything else is as shipped."""

@@ -13,13 +13,14 @@ from devstack.processes import ProcessGroup
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body, market_order_body
 from tests.integration.stack_fixtures import (
+    ONE_CALL_A_DELIVERY,
     fast_retry_components,
     running_stack,
     start_stores,
 )
 from tests.polling import wait_for
 
-FAILING = {"EXCHANGE_FAILURE_RATE": "1"}
+FAILING = {"EXCHANGE_FAILURE_RATE": "1", **ONE_CALL_A_DELIVERY}
 HEALTHY = {"EXCHANGE_FAILURE_RATE": "0", "EXCHANGE_LATENCY_SECONDS": "0.05"}
 
 

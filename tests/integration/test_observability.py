@@ -12,7 +12,12 @@ from devstack.config import StateStoreKind
 from devstack.processes import free_port
 from devstack.stack import COMPONENTS_DIR
 from tests.factories import limit_order_body, market_order_body
-from tests.integration.stack_fixtures import RunningStack, fast_retry_components, running_stack
+from tests.integration.stack_fixtures import (
+    ONE_CALL_A_DELIVERY,
+    RunningStack,
+    fast_retry_components,
+    running_stack,
+)
 from tests.polling import wait_for
 from tests.telemetry import ReceivedSpan, log_lines, otlp_receiver, scrape, value
 
@@ -38,6 +43,7 @@ def test_metrics_count_what_the_orders_did(tmp_path: Path) -> None:
     control = tmp_path / "exchange-control.json"
     control.write_text(json.dumps({"failure_rate": 1.0}))
     env = {"EXCHANGE_CONTROL_PATH": str(control), "EXCHANGE_LATENCY_SECONDS": "0.05"}
+    env |= ONE_CALL_A_DELIVERY
     with running_stack(
         tmp_path / "stack", StateStoreKind.REDIS, components=components, app_env=env
     ) as stack:

@@ -11,7 +11,7 @@ from core.domain import Decision, Order, OrderEventKind, OrderStatus
 from core.repository import DEAD_LETTER_INDEX_KEY, outcome_key
 from core.sidecar import SidecarError
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
-from placer.stock_exchange import OrderPlacementError
+from placer.stock_exchange import OrderPlacementError, OrderRefusedError
 from tests.factories import accepted_order
 from tests.telemetry import registry_value
 from tests.unit.fakes import (
@@ -67,13 +67,19 @@ def event_for(order: Order) -> dict[str, Any]:
 ANSWER_DEADLINE_SECONDS = 3.0
 
 
-def placer(sidecar: MemorySidecar, exchange: FakeExchange, grace_seconds: float = 0.2) -> Placer:
+def placer(
+    sidecar: MemorySidecar,
+    exchange: FakeExchange,
+    grace_seconds: float = 0.2,
+    retries_at_once: int = 0,
+) -> Placer:
     return Placer(
         repository(sidecar),
         exchange,
         concurrency=2,
         answer_deadline_seconds=ANSWER_DEADLINE_SECONDS,
         void_grace_seconds=grace_seconds,
+        retries_at_once=retries_at_once,
     )
 
 
@@ -126,6 +132,43 @@ async def test_exchange_failure_asks_for_a_retry_and_keeps_the_order_accepted() 
     assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id, order.id]
     assert await recorded(sidecar, order) == [OrderEventKind.ATTEMPT_FAILED, OrderEventKind.PLACED]
+
+
+@pytest.mark.anyio
+async def test_failed_calls_are_repeated_at_once_before_a_retry() -> None:
+    order = accepted_order()
+    sidecar, exchange = holding(order), FakeExchange(failures=2)
+    quick = placer(sidecar, exchange, retries_at_once=2)
+    assert await quick.place(event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id] * 3
+    failed = OrderEventKind.ATTEMPT_FAILED
+    assert await recorded(sidecar, order) == [failed, failed, OrderEventKind.PLACED]
+
+
+@pytest.mark.anyio
+async def test_a_call_failing_past_the_repeats_asks_for_a_retry() -> None:
+    order = accepted_order()
+    sidecar, exchange = holding(order), FakeExchange(failures=3)
+    quick = placer(sidecar, exchange, retries_at_once=2)
+    assert await quick.place(event_for(order)) is Delivery.RETRY
+    assert exchange.calls == [order.id] * 3
+    assert as_stored(sidecar, order).status is OrderStatus.ACCEPTED
+
+
+@pytest.mark.anyio
+async def test_a_refused_order_is_not_repeated_at_once() -> None:
+    order = accepted_order()
+    sidecar = holding(order)
+    calls: list[str] = []
+
+    def refusing(refused: Order) -> None:
+        calls.append(refused.id)
+        raise OrderRefusedError("refused")
+
+    quick = Placer(repository(sidecar), refusing, concurrency=2,
+                   answer_deadline_seconds=ANSWER_DEADLINE_SECONDS, retries_at_once=2)  # fmt: skip
+    assert await quick.place(event_for(order)) is Delivery.RETRY
+    assert calls == [order.id]
 
 
 @pytest.mark.anyio
