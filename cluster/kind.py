@@ -40,6 +40,8 @@ UNROUTED_TABLE = 101
 PULL_TIMEOUT_SECONDS = 1800
 # How long a found node's API server has to answer before the cluster is recreated.
 NODE_RESTART_SECONDS = 120
+# kind's name for the container of a one-node cluster's node.
+NODE_CONTAINER = f"{cluster_settings.CLUSTER_NAME}-control-plane"
 
 
 def up() -> Engine:
@@ -176,7 +178,7 @@ def _unrouted_addresses_unreachable(running: Engine) -> None:
         f" && ip rule add pref {UNROUTED_TABLE - 1} iif lo lookup main"
         f" && ip rule add pref {UNROUTED_TABLE} to {SERVICE_SUBNET} lookup {UNROUTED_TABLE}"
     )
-    docker(running, "exec", f"{cluster_settings.CLUSTER_NAME}-control-plane", "sh", "-c", script)
+    docker(running, "exec", NODE_CONTAINER, "sh", "-c", script)
 
 
 def _api_server_answers(running: Engine) -> bool:
@@ -184,10 +186,9 @@ def _api_server_answers(running: Engine) -> bool:
     A node whose engine stopped under it (a killed dockerd, a reboot) comes back with the
     engine's restart policy, or not at all; its API server then needs a while, or never
     answers, and such a leftover is recreated rather than trusted."""
-    container = f"{cluster_settings.CLUSTER_NAME}-control-plane"
     try:
-        if docker(running, "inspect", "--format", "{{.State.Running}}", container) != "true\n":
-            docker(running, "start", container)
+        if docker(running, "inspect", "--format", "{{.State.Running}}", NODE_CONTAINER) != "true\n":
+            docker(running, "start", NODE_CONTAINER)
     except MissingToolError:
         return False
     deadline = time.monotonic() + NODE_RESTART_SECONDS
@@ -202,8 +203,7 @@ def _api_server_answers(running: Engine) -> bool:
 
 def node_kubectl(running: Engine, *args: str) -> str:
     """kubectl inside the control-plane node: no kubectl needed on the host."""
-    container = f"{cluster_settings.CLUSTER_NAME}-control-plane"
-    return docker(running, "exec", container, "kubectl",
+    return docker(running, "exec", NODE_CONTAINER, "kubectl",
                   "--kubeconfig=/etc/kubernetes/admin.conf", *args, timeout=360)  # fmt: skip
 
 

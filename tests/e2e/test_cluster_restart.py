@@ -10,7 +10,6 @@ import httpx
 import pytest
 
 from cluster import kind, release
-from cluster.config import cluster_settings
 from cluster.docker import Engine, docker
 from tests.e2e.cluster_support import assert_accepted, port_forward, wait_release_settled
 from tests.factories import limit_order_body
@@ -22,9 +21,9 @@ PLACED_WITHIN_SECONDS = 120
 
 
 def test_up_restarts_a_killed_node_and_the_release_places_orders_again(cluster: Engine) -> None:
-    node = f"{cluster_settings.CLUSTER_NAME}-control-plane"
-    docker(cluster, "kill", node)
-    assert docker(cluster, "inspect", "--format", "{{.State.Running}}", node) == "false\n"
+    docker(cluster, "kill", kind.NODE_CONTAINER)
+    running = docker(cluster, "inspect", "--format", "{{.State.Running}}", kind.NODE_CONTAINER)
+    assert running == "false\n"
 
     kind.up()
 
