@@ -1,6 +1,7 @@
 """`./bench/run`: POST /orders on this service, the floor and the naive peer, one after the
-other on this machine (closed loop, then open loop), then the placer's accept→placed latency
-and drain rate, and the service's sustained end-to-end capacity."""
+other on this machine (closed loop, then the floor's open loop), then the placer's
+accept→placed latency and drain rate, the service's sustained end-to-end capacity, and the
+service's open loop at fractions of that capacity."""
 
 import asyncio
 import os
@@ -26,8 +27,13 @@ EXCHANGE_LATENCY_SECONDS = Settings.model_fields["EXCHANGE_LATENCY_SECONDS"].def
 EXCHANGE_FAILURE_RATE = Settings.model_fields["EXCHANGE_FAILURE_RATE"].default
 PLACEMENT_POLL_SECONDS = 1.0
 SCALING_CONCURRENCY = 64
+SERVICE = "service"
+# What an open-loop point's rate is a fraction of.
+CLOSED_LOOP_PEAK = "closed-loop peak"
+SUSTAINED_CAPACITY = "sustained capacity"
 
 StartSystem = Callable[[], AbstractContextManager[str]]
+Points = list[dict[str, Any]]  # a system's closed-loop or open-loop points
 
 
 def main() -> int:
@@ -39,6 +45,7 @@ def main() -> int:
         capacity = (
             _sustained(tmp, placement["drain"]["per_s"]) if bench_settings.SUSTAINED else None
         )
+        service_open_loop = _service_open_loop(tmp, capacity, measured)
         scaling = _scaling(tmp) if bench_settings.SCALING else None
     results = {
         "date": report.today(),
@@ -49,7 +56,7 @@ def main() -> int:
         **placement,
         **({"scaling": scaling} if scaling else {}),
         **({"sustained": capacity} if capacity else {}),
-        "open_loop": [point for _, points in measured for point in points],
+        "open_loop": [point for _, points in measured for point in points] + service_open_loop,
     }
     path = report.write(results)
     print(report.markdown(results))
@@ -61,7 +68,7 @@ def _systems(tmp: Path) -> list[tuple[str, StartSystem]]:
     ledger = tmp / "ledger.sqlite3"
     return [
         ("floor", lambda: systems.peer(tmp, "floor")),
-        ("service", lambda: systems.service(tmp, StateStoreKind.REDIS, ledger, _exchange())),
+        (SERVICE, lambda: systems.service(tmp, StateStoreKind.REDIS, ledger, _exchange())),
         (
             "service-postgres",
             lambda: systems.service(tmp, StateStoreKind.POSTGRES, ledger, _exchange()),
@@ -77,11 +84,10 @@ def _exchange() -> dict[str, str]:
     }
 
 
-def _measure(
-    system: str, start: StartSystem, tmp: Path
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The closed-loop points at each concurrency, then (for OPEN_LOOP_SYSTEMS) the open-loop
-    ones at fractions of the closed-loop peak, on one start of the system."""
+def _measure(system: str, start: StartSystem, tmp: Path) -> tuple[Points, Points]:
+    """The closed-loop points at each concurrency, then, for a peer in OPEN_LOOP_SYSTEMS, the
+    open-loop ones at fractions of its closed-loop peak, on one start of the system. (The
+    service's come later, see `_service_open_loop`.)"""
     say(f"Starting {system}")
     with start() as url:
         if bench_settings.WARMUP_SECONDS:
@@ -101,11 +107,34 @@ def _measure(
                     "cpu_ms_per_order": spent,
                 }
             )
-        points = _open_loop(system, url, max(run["rps"] for run in runs), tmp)
+        points = []
+        if system != SERVICE:
+            peak = max(run["rps"] for run in runs)
+            points = _open_loop(system, url, peak, CLOSED_LOOP_PEAK, tmp)
     return runs, points
 
 
-def _open_loop(system: str, url: str, capacity: float, tmp: Path) -> list[dict[str, Any]]:
+def _service_open_loop(
+    tmp: Path, capacity: dict[str, Any] | None, measured: list[tuple[Points, Points]]
+) -> Points:
+    """The service's open-loop points on a fresh start, at fractions of its sustained capacity:
+    above that rate the backlog only grows, and on the start the closed-loop points used its
+    placer is still draining what they accepted, on the same cores. Without a sustained
+    capacity in this run, at fractions of its closed-loop peak."""
+    if SERVICE not in bench_settings.OPEN_LOOP_SYSTEMS:
+        return []
+    if capacity is not None and capacity["sustained"]:
+        rate, basis = capacity["rate_per_s"], SUSTAINED_CAPACITY
+    else:
+        rate = max(run["rps"] for runs, _ in measured for run in runs if run["system"] == SERVICE)
+        basis = CLOSED_LOOP_PEAK
+    ledger = tmp / "open-loop-ledger.sqlite3"
+    say(f"Starting {SERVICE} afresh for its open-loop points")
+    with systems.service(tmp, StateStoreKind.REDIS, ledger, _exchange()) as url:
+        return _open_loop(SERVICE, url, rate, basis, tmp)
+
+
+def _open_loop(system: str, url: str, capacity: float, basis: str, tmp: Path) -> Points:
     if system not in bench_settings.OPEN_LOOP_SYSTEMS:
         return []
     seconds = bench_settings.OPEN_LOOP_SECONDS or bench_settings.SECONDS
@@ -116,11 +145,13 @@ def _open_loop(system: str, url: str, capacity: float, tmp: Path) -> list[dict[s
             system,
             url,
             capacity_per_s=capacity,
+            capacity_basis=basis,
             fraction=fraction,
             seconds=seconds,
             workdir=workdir,
         )
-        say(f"{system} open loop at {point['rate_per_s']}/s ({fraction:.0%} of {capacity}/s): "
+        say(f"{system} open loop at {point['rate_per_s']}/s ({fraction:.0%} of its {basis}, "
+            f"{capacity}/s): "
             f"p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, p99.9 {point['p999_ms']} ms, "
             f"{point['errors']} errors")  # fmt: skip
         points.append(point)

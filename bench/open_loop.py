@@ -1,4 +1,5 @@
-"""Latency at a fixed rate: vegeta at a fraction of a system's closed-loop peak."""
+"""Latency at a fixed rate: vegeta at a fraction of a system's capacity (its closed-loop peak,
+or for the service its sustained end-to-end capacity)."""
 
 from pathlib import Path
 from typing import Any
@@ -7,7 +8,14 @@ from bench import cpu, vegeta
 
 
 def point(
-    system: str, url: str, *, capacity_per_s: float, fraction: float, seconds: int, workdir: Path
+    system: str,
+    url: str,
+    *,
+    capacity_per_s: float,
+    capacity_basis: str,
+    fraction: float,
+    seconds: int,
+    workdir: Path,
 ) -> dict[str, Any]:
     """`fraction` of `capacity_per_s` for `seconds`: p50, p99, p99.9 and errors, and the CPU
     the load generator took per request (it shares the cores with the system)."""
@@ -22,6 +30,7 @@ def point(
         "rate_per_s": rate,
         "fraction_of_capacity": fraction,
         "capacity_per_s": capacity_per_s,
+        "capacity_basis": capacity_basis,
         "seconds": seconds,
         "requests": figures.requests,
         "p50_ms": figures.p50_ms,

@@ -42,7 +42,13 @@ def test_a_rate_beyond_the_placer_builds_a_backlog_and_is_not_sustained(tmp_path
 def test_open_loop_point_sends_its_rate_and_reads_every_answer(tmp_path: Path) -> None:
     with systems.peer(tmp_path, "floor") as url:
         point = open_loop.point(
-            "floor", url, capacity_per_s=100, fraction=0.5, seconds=4, workdir=tmp_path / "vegeta"
+            "floor",
+            url,
+            capacity_per_s=100,
+            capacity_basis="closed-loop peak",
+            fraction=0.5,
+            seconds=4,
+            workdir=tmp_path / "vegeta",
         )
     assert point["rate_per_s"] == 50 and point["requests"] == 200
     assert point["errors"] == 0

@@ -147,15 +147,20 @@ def test_report_says_when_no_rate_was_sustained() -> None:
     assert "the highest rate with a flat backlog: 15/s" in page
 
 
-def test_report_shows_the_open_loop_points() -> None:
+def test_report_shows_the_open_loop_points_with_what_each_rate_is_a_fraction_of() -> None:
     figures = results([run("floor", 64, 400)])
     figures["open_loop"] = [
         {"system": "floor", "rate_per_s": 200, "fraction_of_capacity": 0.5, "p50_ms": 1.234,
-         "p99_ms": 5.0, "p999_ms": 12.5, "errors": 0}
+         "p99_ms": 5.0, "p999_ms": 12.5, "errors": 0, "capacity_per_s": 400.0,
+         "capacity_basis": "closed-loop peak"},
+        {"system": "service", "rate_per_s": 114, "fraction_of_capacity": 0.5, "p50_ms": 3.14,
+         "p99_ms": 7.86, "p999_ms": 15.85, "errors": 0, "capacity_per_s": 229,
+         "capacity_basis": "sustained capacity"},
     ]  # fmt: skip
     page = report.markdown(figures)
     assert "## Latency at a fixed rate" in page
-    assert "| floor | 200 | 50% | 1.2 | 5.0 | 12.5 | 0 |" in page
+    assert "| floor | 200 | 50% of closed-loop peak (400/s) | 1.2 | 5.0 | 12.5 | 0 |" in page
+    assert "| service | 114 | 50% of sustained capacity (229/s) | 3.1 | 7.9 | 15.8 | 0 |" in page
 
 
 def test_written_views_include_the_backlog_chart(
