@@ -28,9 +28,6 @@ EXCHANGE_FAILURE_RATE = Settings.model_fields["EXCHANGE_FAILURE_RATE"].default
 PLACEMENT_POLL_SECONDS = 1.0
 SCALING_CONCURRENCY = 64
 SERVICE = "service"
-# What an open-loop point's rate is a fraction of.
-CLOSED_LOOP_PEAK = "closed-loop peak"
-SUSTAINED_CAPACITY = "sustained capacity"
 
 StartSystem = Callable[[], AbstractContextManager[str]]
 Points = list[dict[str, Any]]  # a system's closed-loop or open-loop points
@@ -108,9 +105,9 @@ def _measure(system: str, start: StartSystem, tmp: Path) -> tuple[Points, Points
                 }
             )
         points = []
-        if system != SERVICE:
+        if system != SERVICE and system in bench_settings.OPEN_LOOP_SYSTEMS:
             peak = max(run["rps"] for run in runs)
-            points = _open_loop(system, url, peak, CLOSED_LOOP_PEAK, tmp)
+            points = _open_loop(system, url, peak, open_loop.CLOSED_LOOP_PEAK, tmp)
     return runs, points
 
 
@@ -124,10 +121,10 @@ def _service_open_loop(
     if SERVICE not in bench_settings.OPEN_LOOP_SYSTEMS:
         return []
     if capacity is not None and capacity["sustained"]:
-        rate, basis = capacity["rate_per_s"], SUSTAINED_CAPACITY
+        rate, basis = capacity["rate_per_s"], open_loop.SUSTAINED_CAPACITY
     else:
         rate = max(run["rps"] for runs, _ in measured for run in runs if run["system"] == SERVICE)
-        basis = CLOSED_LOOP_PEAK
+        basis = open_loop.CLOSED_LOOP_PEAK
     ledger = tmp / "open-loop-ledger.sqlite3"
     say(f"Starting {SERVICE} afresh for its open-loop points")
     with systems.service(tmp, StateStoreKind.REDIS, ledger, _exchange()) as url:
@@ -135,8 +132,6 @@ def _service_open_loop(
 
 
 def _open_loop(system: str, url: str, capacity: float, basis: str, tmp: Path) -> Points:
-    if system not in bench_settings.OPEN_LOOP_SYSTEMS:
-        return []
     seconds = bench_settings.OPEN_LOOP_SECONDS or bench_settings.SECONDS
     points = []
     for fraction in bench_settings.OPEN_LOOP_FRACTIONS:

@@ -6,6 +6,10 @@ from typing import Any
 
 from bench import cpu, vegeta
 
+# What a point's rate is a fraction of.
+CLOSED_LOOP_PEAK = "closed-loop peak"
+SUSTAINED_CAPACITY = "sustained capacity"
+
 
 def point(
     system: str,

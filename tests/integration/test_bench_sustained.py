@@ -45,7 +45,7 @@ def test_open_loop_point_sends_its_rate_and_reads_every_answer(tmp_path: Path) -
             "floor",
             url,
             capacity_per_s=100,
-            capacity_basis="closed-loop peak",
+            capacity_basis=open_loop.CLOSED_LOOP_PEAK,
             fraction=0.5,
             seconds=4,
             workdir=tmp_path / "vegeta",
