@@ -49,3 +49,9 @@ def context_from(carrier: Mapping[str, str]) -> Context:
 def inject_into(headers: MutableMapping[str, str]) -> None:
     """Adds the current span's `traceparent` (and `tracestate`) to outgoing headers."""
     propagate.inject(headers)
+
+
+def exception_attributes(error: BaseException) -> dict[str, str]:
+    """An exception as a span event's attributes (OpenTelemetry's semantic conventions), without
+    the formatted traceback that a span's `record_exception` adds at some cost."""
+    return {"exception.type": type(error).__qualname__, "exception.message": str(error)}

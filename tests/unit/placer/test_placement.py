@@ -6,10 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from core.domain import Decision, Order, OrderEventKind, OrderStatus
 from core.repository import DEAD_LETTER_INDEX_KEY, outcome_key
 from core.sidecar import SidecarError
+from placer import placement
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
 from placer.stock_exchange import OrderPlacementError, OrderRefusedError
 from tests.factories import accepted_order
@@ -132,6 +137,28 @@ async def test_exchange_failure_asks_for_a_retry_and_keeps_the_order_accepted() 
     assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id, order.id]
     assert await recorded(sidecar, order) == [OrderEventKind.ATTEMPT_FAILED, OrderEventKind.PLACED]
+
+
+@pytest.mark.anyio
+async def test_a_failed_exchange_call_is_an_error_span_with_its_exception(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    monkeypatch.setattr(placement, "tracer", provider.get_tracer(__name__))
+    order = accepted_order()
+    sidecar = holding(order)
+    assert await placer(sidecar, FakeExchange(failures=1)).place(event_for(order)) is Delivery.RETRY
+    [span] = spans.get_finished_spans()
+    assert span.name == "exchange place_order"
+    assert span.status.status_code is StatusCode.ERROR
+    [event] = span.events
+    assert event.name == "exception"
+    assert dict(event.attributes or {}) == {
+        "exception.type": "OrderPlacementError",
+        "exception.message": "exchange down",
+    }
 
 
 @pytest.mark.anyio
