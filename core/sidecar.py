@@ -1,22 +1,17 @@
 """A small async client for the Dapr sidecar's HTTP API.
 
-One instance per process, opened at start-up: it keeps its connections to the sidecar alive.
-Every call has a total deadline (the client's, or a shorter one per call), so a hung sidecar
-or store turns into `SidecarError` in time.
-
-On aiohttp, not httpx: httpx's connection pool checks every pooled connection (a poll of its
-socket) on each request, which took three quarters of the API's event loop under load.
+One instance per process, opened at start-up: it keeps its connections to the sidecar alive
+(core/http1.py). Every call has a total deadline (the client's, or a shorter one per call), so a
+hung sidecar or store turns into `SidecarError` in time.
 """
 
 import asyncio
 import json
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Protocol
 
-import aiohttp
-
 from core.config import settings
+from core.http1 import Http1Client, Response
 from core.tracing import inject_into
 
 
@@ -72,26 +67,11 @@ class StateApi(Protocol):
 MAX_CALLS_IN_FLIGHT = 200
 
 
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: bytes
-    etag: str | None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def text(self) -> str:
-        return self.body.decode(errors="replace")
-
-
 class DaprSidecar:
     def __init__(self, endpoint: str, *, api_token: str | None, timeout_seconds: float) -> None:
-        self._endpoint = endpoint.rstrip("/")
-        self._headers = {"dapr-api-token": api_token} if api_token else {}
+        headers = {"dapr-api-token": api_token} if api_token else {}
+        self._http = Http1Client(endpoint, headers=headers, max_connections=MAX_CALLS_IN_FLIGHT)
         self._timeout_seconds = timeout_seconds
-        self._session: aiohttp.ClientSession | None = None  # opened by the first call
 
     @classmethod
     def of_this_app(cls, endpoint: str | None = None) -> "DaprSidecar":
@@ -103,8 +83,7 @@ class DaprSidecar:
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.aclose()
 
     async def is_ready(self, timeout_seconds: float) -> bool:
         try:
@@ -192,7 +171,7 @@ class DaprSidecar:
 
     async def _call(
         self, method: str, path: str, *, timeout_seconds: float | None = None, json: Any = None
-    ) -> Reply:
+    ) -> Response:
         response = await self._send(method, path, timeout_seconds=timeout_seconds, json=json)
         if response.status == HTTPStatus.CONFLICT:
             raise EtagMismatchError(f"{method} {path}: {response.text}")
@@ -202,34 +181,23 @@ class DaprSidecar:
 
     async def _send(
         self, method: str, path: str, *, timeout_seconds: float | None = None, json: Any = None
-    ) -> Reply:
+    ) -> Response:
         deadline = timeout_seconds or self._timeout_seconds
         # The sidecar continues the caller's trace: the outbox hands it on to the placer.
         trace_headers: dict[str, str] = {}
         inject_into(trace_headers)
+        body = None if json is None else _json(json)
         try:
-            async with (
-                asyncio.timeout(deadline),
-                self._opened().request(
-                    method, self._endpoint + path, json=json, headers=trace_headers
-                ) as response,
-            ):
-                body = await response.read()
-                return Reply(response.status, body, response.headers.get("etag"))
+            async with asyncio.timeout(deadline):
+                return await self._http.request(method, path, body=body, headers=trace_headers)
         except TimeoutError as error:
             raise SidecarError(f"{method} {path}: no answer in {deadline} s") from error
-        except aiohttp.ClientError as error:
+        except OSError as error:
             raise SidecarError(f"{method} {path}: {error!r}") from error
 
-    def _opened(self) -> aiohttp.ClientSession:
-        """The session, opened on the first call (it must be made inside the event loop)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                headers=self._headers,
-                connector=aiohttp.TCPConnector(limit=MAX_CALLS_IN_FLIGHT),
-                timeout=aiohttp.ClientTimeout(total=None),  # each call has its own deadline
-            )
-        return self._session
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def _state_item(
