@@ -4,9 +4,10 @@ client order id repeated by another pod is still recognised.
 
 One aiohttp session per process, opened by the first call and closed at shutdown: the stand-in
 is a service found by name, not the sidecar beside the app (core/http1.py). Every call has a
-total deadline (EXCHANGE_TIMEOUT_SECONDS): a call that runs past it is a failed one, retried by the sidecar like any other. Its answer may have been
-lost after the stand-in accepted the order; the retry carries the same client order id, and the
-stand-in answers it with the first acceptance instead of placing the order again.
+total deadline (EXCHANGE_TIMEOUT_SECONDS): a call that runs past it is a failed one, retried by
+the sidecar like any other. Its answer may have been lost after the stand-in accepted the order;
+the retry carries the same client order id, and the stand-in answers it with the first
+acceptance instead of placing the order again.
 """
 
 from http import HTTPStatus

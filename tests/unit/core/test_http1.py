@@ -18,6 +18,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, bool]]
     """Both event loops: the apps run on uvloop (uvicorn's), whose transports differ."""
     return "asyncio", {"use_uvloop": request.param}
 
+
 # Far above what any request here takes: a client that waits for ever fails the test.
 TEST_BOUND_SECONDS = 10
 
