@@ -22,6 +22,9 @@ from placer.stock_exchange import OrderPlacementError, OrderRefusedError
 ACCEPTED = {HTTPStatus.CREATED, HTTPStatus.OK}  # first acceptance, or a repeat of one
 # Client errors that say nothing against this order: the exchange is slow or busy.
 NOT_A_REFUSAL = {HTTPStatus.REQUEST_TIMEOUT, HTTPStatus.TOO_MANY_REQUESTS}
+# In the message of a call that got no answer in time: the stand-in may still have accepted it,
+# so the order's next call is a repeat (tests tell these repeats from unexplained ones).
+NO_ANSWER = "did not answer"
 
 
 class ExchangeClient:
@@ -50,7 +53,7 @@ class ExchangeClient:
             async with self._session.post(self._orders_url, json=body, headers=headers) as response:
                 answer = await response.text()
         except (aiohttp.ClientError, TimeoutError) as error:
-            message = f"the exchange stand-in did not answer for order {order.id}: {error!r}"
+            message = f"the exchange stand-in {NO_ANSWER} for order {order.id}: {error!r}"
             raise OrderPlacementError(message) from error
         if response.status in ACCEPTED:
             return

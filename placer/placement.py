@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 DEAD_LETTER_REASON = "placement retries exhausted"
+# Logged when the exchange accepted an order but its status could not be saved: the retry
+# calls the exchange again, which answers it as a repeat of the client order id.
+STATUS_NOT_SAVED = "placed, but its status was not saved"
 # How long an unclaimed order older than the API's deadline waits before the placer claims it:
 # its client may have got a 500 while the store was down, and the API's void, retried every
 # quarter second, lands within this once the store is back (as the placer itself just saw).
@@ -163,7 +166,7 @@ class Placer:
             await self._orders.settle(order.model_copy(update={"status": OrderStatus.PLACED}))
         except SidecarError as error:
             # The exchange has the order; the retry finds it there by its client order id.
-            message = f"placed, but its status was not saved: {error}"
+            message = f"{STATUS_NOT_SAVED}: {error}"
             return outcome(order.id, Outcome.STORE_FAILED, Delivery.RETRY, message)
         metrics.PLACED.inc()
         waited = (datetime.now(UTC) - order.created_at).total_seconds()

@@ -52,6 +52,17 @@ def component_pods(component: str) -> list[dict[str, Any]]:
     return pods
 
 
+def log_lines_naming(component: str, words: Sequence[str]) -> list[str]:
+    """The lines of the logs of `component`'s containers, in every pod of the release that runs
+    it, that contain every one of `words` (each line prefixed with its pod)."""
+    selector = (f"app.kubernetes.io/instance={release.RELEASE},"
+                f"app.kubernetes.io/component={component}")  # fmt: skip
+    # With a selector, kubectl shows the last 10 lines of each pod unless told otherwise.
+    logs = kubectl("-n", release.NAMESPACE, "logs", "-l", selector, "-c", component,
+                   "--prefix", "--tail=-1")  # fmt: skip
+    return [line for line in logs.splitlines() if all(word in line for word in words)]
+
+
 def staying(pod: dict[str, Any]) -> bool:
     """Not on its way out (deleted pods are listed until their grace period ends)."""
     return pod["metadata"].get("deletionTimestamp") is None

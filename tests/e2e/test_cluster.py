@@ -2,11 +2,11 @@
 resolves a Service through CoreDNS, Dapr's control plane injecting a sidecar that passes the
 restricted Pod Security Standard and gets its certificate from sentry; then the chart as `up`
 installs it: every app pod Ready with daprd, the namespace enforcing `restricted`, mTLS, orders
-through the API's Service placed exactly once on the shared exchange stand-in, 422 for bad
-input, both apps' metrics; the resource metrics API (metrics-server) answering for the node and
-the pods; then down (only a cluster the tests brought up). The first run on a
-machine that cannot pull kind's node image builds it (tens of minutes); later runs take about
-a minute.
+through the API's Service placed exactly once on the shared exchange stand-in (an order sent
+again only where its first answer was lost), 422 for bad input, both apps' metrics; the
+resource metrics API (metrics-server) answering for the node and the pods; then down (only a
+cluster the tests brought up). The first run on a machine that cannot pull kind's node image
+builds it (tens of minutes); later runs take about a minute.
 
 In the default run, last; alone with the rest of the cluster suite: `./run_tests.sh -m kind`.
 """
@@ -31,11 +31,14 @@ from cluster.steps import RESULTS
 from cluster.versions import KUBERNETES_VERSION, PAUSE_IMAGE_TAG
 from core.config import PROJECT_ROOT
 from devstack.processes import ProcessGroup, free_port, http_ok, port_open, wait_until
+from placer.exchange_client import NO_ANSWER
+from placer.placement import STATUS_NOT_SAVED
 from tests.e2e.cluster_support import (
     APP_COMPONENTS,
     assert_accepted,
     kubectl,
     kubectl_result,
+    log_lines_naming,
     port_forward,
     release_pods,
 )
@@ -250,14 +253,37 @@ def test_orders_through_the_service_are_placed_once_each(api_url: str, exchange_
                 return all(status == "placed" for status in statuses)
 
         wait_for(all_placed, what=f"{ORDERS} orders placed", timeout_seconds=PLACED_WITHIN_SECONDS)
-    placements = httpx.get(f"{exchange_url}/placements", timeout=10).json()
-    # The stand-in is shared by every placer pod and outlives a test run: count only ours.
-    assert {i: placements["accepted"].get(i) for i in ids} == dict.fromkeys(ids, 1)
-    assert not set(ids) & set(placements["duplicates"])
+        all_placed_seconds = time.monotonic() - started
+        placements = httpx.get(f"{exchange_url}/placements", timeout=10).json()
+        # The stand-in is shared by every placer pod and outlives a test run: count only ours.
+        # Each id is placed once; an id sent again must have been sent again for a reason.
+        sent = {i: placements["accepted"].get(i) for i in ids}
+        assert None not in sent.values(), [i for i, count in sent.items() if count is None]
+        repeated = sorted(i for i, count in sent.items() if count > 1)
+        _assert_each_repeat_explained(client, repeated)
     # Recorded for the docs, not asserted.
     _record({"orders": ORDERS, "posters": POSTERS, "post_seconds": round(posted - started, 1),
-             "all_placed_seconds": round(time.monotonic() - started, 1),
-             "placed_once_each": True})  # fmt: skip
+             "all_placed_seconds": round(all_placed_seconds, 1), "placed_once_each": True,
+             "sent_again_after_a_lost_answer": len(repeated)})  # fmt: skip
+
+
+def _assert_each_repeat_explained(client: httpx.Client, repeated: list[str]) -> None:
+    """An order reaches the exchange twice only where its first answer was lost (docs/design.md,
+    "Placed once"): a call past the placer's deadline on a busy node, recorded in the order's
+    history, or a status not saved after the exchange accepted, in the placer's log. The
+    stand-in answered each repeat with the first acceptance, so it was still placed once."""
+    unexplained = {}
+    for order_id in repeated:
+        events = client.get(f"/orders/{order_id}/events").json()
+        no_answer = [event for event in events if event["kind"] == "attempt_failed"
+                     and NO_ANSWER in (event["detail"] or "")]  # fmt: skip
+        if not no_answer and not log_lines_naming("placer", [order_id, STATUS_NOT_SAVED]):
+            unexplained[order_id] = {
+                "events": events,
+                "placer": log_lines_naming("placer", [order_id]),
+                "exchange": log_lines_naming("exchange", [order_id]),
+            }
+    assert not unexplained, json.dumps(unexplained, indent=2)
 
 
 def _record(figures: dict[str, object]) -> None:
