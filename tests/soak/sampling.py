@@ -51,6 +51,11 @@ class Sample:
     store: StoreSample
 
 
+# Redis forks a child for each background save or AOF rewrite: a copy of itself for seconds,
+# whose pages it shares. It is not a restart, and counting its RSS would count Redis twice.
+FORKS_TO_SAVE = {"redis-server"}
+
+
 def stack_processes(stack: FaultStack) -> dict[str, ManagedProcess]:
     """Every process the stack started, under a label that tells the replicas apart."""
     processes = {"redis-server": stack.stores.redis.process}
@@ -67,6 +72,8 @@ def take_sample(stack: FaultStack, seconds: float, phase: str) -> Sample:
     pids: dict[str, list[int]] = {}
     for label, process in stack_processes(stack).items():
         tree = [process.pid, *descendants(process.pid, parents)] if process.running() else []
+        if label in FORKS_TO_SAVE:
+            tree = tree[:1]
         pids[label] = tree
         rss[label] = total_rss_kib(tree)
     return Sample(round(seconds, 1), phase, rss, pids, store_sample(stack.stores.redis.port))
