@@ -44,23 +44,24 @@ def release_pods() -> list[dict[str, Any]]:
 
 def component_pods(component: str) -> list[dict[str, Any]]:
     """The pods of one app of the release, those on their way out included."""
-    selector = (f"app.kubernetes.io/instance={release.RELEASE},"
-                f"app.kubernetes.io/component={component}")  # fmt: skip
+    selector = _component_selector(component)
     document = json.loads(kubectl("-n", release.NAMESPACE, "get", "pods", "-l", selector,
                                   "-o", "json"))  # fmt: skip
     pods: list[dict[str, Any]] = document["items"]
     return pods
 
 
-def log_lines_naming(component: str, words: Sequence[str]) -> list[str]:
-    """The lines of the logs of `component`'s containers, in every pod of the release that runs
-    it, that contain every one of `words` (each line prefixed with its pod)."""
-    selector = (f"app.kubernetes.io/instance={release.RELEASE},"
-                f"app.kubernetes.io/component={component}")  # fmt: skip
+def log_lines(component: str) -> list[str]:
+    """Every line of the logs of `component`'s containers, in every pod of the release that
+    runs it, each prefixed with its pod."""
     # With a selector, kubectl shows the last 10 lines of each pod unless told otherwise.
-    logs = kubectl("-n", release.NAMESPACE, "logs", "-l", selector, "-c", component,
-                   "--prefix", "--tail=-1")  # fmt: skip
-    return [line for line in logs.splitlines() if all(word in line for word in words)]
+    logs = kubectl("-n", release.NAMESPACE, "logs", "-l", _component_selector(component),
+                   "-c", component, "--prefix", "--tail=-1")  # fmt: skip
+    return logs.splitlines()
+
+
+def _component_selector(component: str) -> str:
+    return f"app.kubernetes.io/instance={release.RELEASE},app.kubernetes.io/component={component}"
 
 
 def staying(pod: dict[str, Any]) -> bool:

@@ -71,9 +71,8 @@ def take_sample(stack: FaultStack, seconds: float, phase: str) -> Sample:
     rss: dict[str, int | None] = {}
     pids: dict[str, list[int]] = {}
     for label, process in stack_processes(stack).items():
-        tree = [process.pid, *descendants(process.pid, parents)] if process.running() else []
-        if label in FORKS_TO_SAVE:
-            tree = tree[:1]
+        children = [] if label in FORKS_TO_SAVE else descendants(process.pid, parents)
+        tree = [process.pid, *children] if process.running() else []
         pids[label] = tree
         rss[label] = total_rss_kib(tree)
     return Sample(round(seconds, 1), phase, rss, pids, store_sample(stack.stores.redis.port))

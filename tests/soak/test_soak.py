@@ -276,9 +276,10 @@ def failures(
 ) -> list[str]:
     found = [*memory_failures(processes), *backlog_failures(store), *redis_data_failures(stores)]
     if sending_seconds > SECONDS * (1 + SCHEDULE_SLACK):
-        held = round(SECONDS * rate_per_second() / sending_seconds, 1)
+        rate = rate_per_second()
+        held = round(SECONDS * rate / sending_seconds, 1)
         found.append(f"the orders took {sending_seconds:.0f} s to send, not {SECONDS:.0f} s: "
-                     f"{held} orders/s held, not {rate_per_second()}")  # fmt: skip
+                     f"{held} orders/s held, not {rate}")  # fmt: skip
     if orders.answered_201 == 0 or orders.placed != orders.answered_201:
         found.append(f"{orders.answered_201} orders answered 201, {orders.placed} placed")
     if twice or orders.placed_after_500:
