@@ -25,7 +25,7 @@ def point(
     the load generator took per request (it shares the cores with the system)."""
     rate = max(1, round(capacity_per_s * fraction))
     before = cpu.sample()
-    with vegeta.attack(url, rate, seconds, workdir) as attack:
+    with vegeta.attack([vegeta.target_line(f"{url}/orders")], rate, seconds, workdir) as attack:
         attack.wait(timeout_seconds=seconds + 60)
     spent = cpu.ms_per_order(before, cpu.sample(), 1)[cpu.LOAD_GENERATOR]
     figures = vegeta.latency(attack.hits())

@@ -285,7 +285,9 @@ def _load(
     dead_lettered: list[tuple[float, int]] = []
     stopped_early = False
     before, started = cpu.sample(), time.time()
-    with vegeta.attack(service.url, rate, seconds, workdir, bodies=True) as attack:
+    with vegeta.attack(
+        [vegeta.target_line(f"{service.url}/orders")], rate, seconds, workdir, bodies=True
+    ) as attack:
         while attack.running():
             time.sleep(SAMPLE_SECONDS)
             now = time.time()

@@ -8,10 +8,11 @@ import csv
 import json
 import signal
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bench import load
 from bench.stats import percentile
@@ -21,7 +22,7 @@ NAME = "vegeta"  # as a role in CPU figures
 REQUEST_TIMEOUT = "10s"  # as wrk's --timeout
 ENCODE_TIMEOUT_SECONDS = 300
 # `vegeta encode --to csv` columns (see `vegeta encode -h`).
-TIMESTAMP_NS, CODE, LATENCY_NS, ERROR, BODY = 0, 1, 2, 5, 6
+TIMESTAMP_NS, CODE, LATENCY_NS, ERROR, BODY, URL = 0, 1, 2, 5, 6, 10
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class Hit:
     code: int
     error: str
     body: bytes
+    url: str = ""  # the target's, as written (with a fragment, if it had one)
 
     @property
     def answered_at(self) -> float:
@@ -55,8 +57,8 @@ class Latency:
 
 
 class Attack:
-    """A running `vegeta attack` at `rate` requests a second for `seconds`, posting the
-    benchmark's order to `url`/orders; its results go to a file in `workdir`."""
+    """A running `vegeta attack` at `rate` requests a second for `seconds`, sending its
+    targets in turn; its results go to a file in `workdir`."""
 
     def __init__(self, process: subprocess.Popen[bytes], results: Path) -> None:
         self.process = process
@@ -89,16 +91,23 @@ class Attack:
 
 @contextmanager
 def attack(
-    url: str, rate: int, seconds: int, workdir: Path, *, bodies: bool = False
+    targets: Sequence[str],
+    rate: int,
+    seconds: int,
+    workdir: Path,
+    *,
+    bodies: bool = False,
+    timeout: str = REQUEST_TIMEOUT,
 ) -> Iterator[Attack]:
-    """Starts an attack, and stops it on the way out if it still runs. `bodies`: keep the
-    answers' bodies (the created orders), else none are kept."""
+    """Starts an attack sending `targets` (lines from `target_line`) in turn, and stops it on
+    the way out if it still runs. `bodies`: keep the answers' bodies (the created orders), else
+    none are kept. `timeout`: how long a request may wait for its answer."""
     workdir.mkdir(parents=True, exist_ok=True)
-    targets, results = workdir / "targets.json", workdir / "results.bin"
-    targets.write_text(target_line(f"{url}/orders") + "\n")
+    targets_path, results = workdir / "targets.json", workdir / "results.bin"
+    targets_path.write_text("".join(f"{line}\n" for line in targets))
     argv = [
-        str(binaries.vegeta()), "attack", "-format", "json", "-targets", str(targets),
-        "-rate", f"{rate}/1s", "-duration", f"{seconds}s", "-timeout", REQUEST_TIMEOUT,
+        str(binaries.vegeta()), "attack", "-format", "json", "-targets", str(targets_path),
+        "-rate", f"{rate}/1s", "-duration", f"{seconds}s", "-timeout", timeout,
         "-max-body", "-1" if bodies else "0", "-output", str(results),
     ]  # fmt: skip
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -111,9 +120,11 @@ def attack(
             process.wait(timeout=10)
 
 
-def target_line(url: str) -> str:
-    """The order of bench/order.lua as one of vegeta's JSON targets."""
-    body = json.dumps(load.order_body()).encode()
+def target_line(url: str, order: dict[str, Any] | None = None) -> str:
+    """A POST of `order` (by default the order of bench/order.lua) to `url` as one of vegeta's
+    JSON targets. A fragment in `url` never leaves vegeta, yet its results record the URL
+    with it: a name for each request, also for one that got no answer."""
+    body = json.dumps(order or load.order_body()).encode()
     return json.dumps(
         {
             "method": "POST",
@@ -133,6 +144,7 @@ def parse_csv(lines: Iterable[str]) -> list[Hit]:
             code=int(row[CODE]),
             error=row[ERROR],
             body=base64.b64decode(row[BODY]),
+            url=row[URL],
         )
         for row in csv.reader(lines)
         if row

@@ -160,16 +160,20 @@ class CaseReport:
         return {**asdict(self), "passed": self.passed()}
 
 
+def numbered_order(number: int) -> dict[str, Any]:
+    """Order `number`, a limit or a market order in turn. Its quantity, number + 1, tells the
+    requests apart, also those that got no 201 (and no id)."""
+    quantity = number + 1
+    body = limit_order_body if number % 2 else market_order_body
+    return body(quantity=quantity)
+
+
 async def send_order(
     stack: FaultStack, client: httpx.AsyncClient, number: int, answers: dict[int, Answer]
 ) -> None:
     """Sends order `number` round-robin over the APIs (skipping one that refuses connections,
     as a load balancer would), and records the answer under the order's quantity."""
-    # The quantity tells the requests apart, also those that got no 201 (and no id).
-    quantity = number + 1
-    body = (
-        limit_order_body(quantity=quantity) if number % 2 else market_order_body(quantity=quantity)
-    )
+    quantity, body = number + 1, numbered_order(number)
     started = time.monotonic()
     for attempt in range(len(stack.apis)):
         api = stack.apis[(number + attempt) % len(stack.apis)]

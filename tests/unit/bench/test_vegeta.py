@@ -23,6 +23,7 @@ def test_results_are_read_from_vegetas_csv_in_the_order_sent() -> None:
     first, second = vegeta.parse_csv(lines)
     assert (first.code, first.latency_ms, json.loads(first.body)["id"]) == (201, 2.5, "o1")
     assert first.ok and first.answered_at == pytest.approx(1_796_000_000.0025)
+    assert first.url == "http://x/orders"
     assert (second.code, second.error, second.ok) == (0, "timeout, after 10s", False)
 
 
@@ -40,6 +41,13 @@ def test_target_posts_the_benchmarks_order() -> None:
     assert target["method"] == "POST" and target["url"].endswith("/orders")
     assert json.loads(base64.b64decode(target["body"])) == load.order_body()
     assert target["header"]["Content-Type"] == ["application/json"]
+
+
+def test_target_posts_the_order_given_to_the_url_given() -> None:
+    order = {"type": "market", "quantity": 7}
+    target = json.loads(vegeta.target_line("http://127.0.0.1:8001/orders#7", order))
+    assert target["url"] == "http://127.0.0.1:8001/orders#7"
+    assert json.loads(base64.b64decode(target["body"])) == order
 
 
 @pytest.mark.parametrize(
