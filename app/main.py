@@ -24,7 +24,7 @@ SERVICE_NAME = "order-api"
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sidecar = DaprSidecar.of_this_app()
     app.state.sidecar = sidecar
-    app.state.orders = OrderRepository(sidecar, settings.STATE_STORE)
+    app.state.orders = OrderRepository(sidecar, settings.STATE_STORE, settings.order_signer())
     app.state.pending_voids = PendingVoids(app.state.orders)
     yield
     await app.state.pending_voids.aclose()

@@ -10,6 +10,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, computed_field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.signing import OrderSigner
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -72,6 +74,10 @@ class Settings(BaseSettings):
     DAPR_API_TOKEN: str | None = None
     # The token the sidecar sends with every call to its app (the placer refuses calls without).
     APP_API_TOKEN: str | None = None
+    # A secret both apps share: the API signs each order it publishes with it, and the placer
+    # then claims a signed order without reading it from the store first (core/signing.py).
+    # Empty: no signatures, and the placer reads every order before it claims it.
+    ORDER_SIGNING_KEY: SecretStr = SecretStr("")
 
     # Names of the Dapr components and topics; they must match components/ and the chart.
     STATE_STORE: str = "orderstore"  # the API's, with the outbox
@@ -149,6 +155,10 @@ class Settings(BaseSettings):
     @property
     def DAPR_HTTP_ENDPOINT(self) -> str:
         return f"http://{self.DAPR_HOST}:{self.DAPR_HTTP_PORT}"
+
+    def order_signer(self) -> OrderSigner | None:
+        key = self.ORDER_SIGNING_KEY.get_secret_value()
+        return OrderSigner(key) if key else None
 
     def api_keys(self) -> frozenset[str]:
         """The accepted client API keys; empty when client authentication is off."""

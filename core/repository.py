@@ -19,6 +19,7 @@ from pydantic import TypeAdapter
 
 from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.sidecar import SidecarError, StateApi
+from core.signing import OrderSigner
 
 # Ids of dead-lettered orders still waiting for a re-drive, as one JSON list.
 DEAD_LETTER_INDEX_KEY = "dead-letter-index"
@@ -56,18 +57,20 @@ def idempotency_key(client_key: str) -> str:
 
 
 class OrderRepository:
-    def __init__(self, sidecar: StateApi, store: str) -> None:
+    def __init__(self, sidecar: StateApi, store: str, signer: OrderSigner | None = None) -> None:
         self._sidecar = sidecar
         self._store = store
+        self._signer = signer  # signs the orders `create` publishes
 
     async def create(self, order: Order, *, timeout_seconds: float | None = None) -> None:
         """Stores a new order in one state transaction. On a store with the outbox configured
         the runtime publishes the order to the orders topic if, and only if, it commits."""
         key, document = order_key(order.id), order.model_dump(mode="json")
-        # The projection is not stored: it only gives the published event its payload and a
-        # JSON content type. (On the saved value a JSON content type would make the Redis
-        # store require the RedisJSON module.)
-        projection = {"key": key, "value": document, "metadata": OUTBOX_PROJECTION_METADATA}
+        # The projection is not stored: it only gives the published event its payload (signed,
+        # with a signer) and a JSON content type. (On the saved value a JSON content type would
+        # make the Redis store require the RedisJSON module.)
+        published = document if self._signer is None else self._signer.signed(document)
+        projection = {"key": key, "value": published, "metadata": OUTBOX_PROJECTION_METADATA}
         await self._sidecar.execute_transaction(
             self._store,
             [
@@ -87,11 +90,8 @@ class OrderRepository:
     ) -> Decision:
         """Records `decision` unless the order has one already; returns the one that holds.
         A first write: a void and a claim racing for one order cannot both win."""
-        key = decision_key(order_id)
         try:
-            await self._sidecar.save_state(
-                self._store, key, decision.value, first_write=True, timeout_seconds=timeout_seconds
-            )
+            await self._first_decision(order_id, decision, timeout_seconds)
         except SidecarError:
             # Lost the race (or our own write landed without an answer): read what holds.
             held = await self._decision(order_id, timeout_seconds)
@@ -99,6 +99,27 @@ class OrderRepository:
                 raise
             return held
         return decision
+
+    async def claim(self, order_id: str) -> bool:
+        """Claims the order for the exchange unless it has a decision already: True when this
+        call recorded the claim; False when it did not, or cannot tell (the store failed, or
+        the write landed without an answer), and `get_for_placement` says what holds."""
+        try:
+            await self._first_decision(order_id, Decision.PLACE)
+        except SidecarError:
+            return False
+        return True
+
+    async def _first_decision(
+        self, order_id: str, decision: Decision, timeout_seconds: float | None = None
+    ) -> None:
+        await self._sidecar.save_state(
+            self._store,
+            decision_key(order_id),
+            decision.value,
+            first_write=True,
+            timeout_seconds=timeout_seconds,
+        )
 
     async def decide_all(
         self, order_ids: list[str], decision: Decision

@@ -16,6 +16,7 @@ from devstack.stack import (
     StackOptions,
     StoreEndpoints,
     apps_log_format,
+    new_signing_key,
     resources_dirs,
     start_stack,
 )
@@ -73,6 +74,8 @@ def up() -> int:
                 api_workers=settings.API_WORKERS,
                 dapr_api_token=settings.DAPR_API_TOKEN,
                 app_api_token=settings.APP_API_TOKEN,
+                order_signing_key=settings.ORDER_SIGNING_KEY.get_secret_value()
+                or new_signing_key(),
                 app_env={"LOG_FORMAT": log_format.value},
                 echo=True,
             )

@@ -1,6 +1,7 @@
 """The whole service on one machine: both apps, each with its Dapr sidecar, on given stores."""
 
 import os
+import secrets
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,11 @@ class AppPorts:
         )
 
 
+def new_signing_key() -> str:
+    """A key for the orders' signatures, for one run of a stack (both apps get it)."""
+    return secrets.token_hex(32)
+
+
 @dataclass
 class StackOptions:
     stores: StoreEndpoints
@@ -85,6 +91,8 @@ class StackOptions:
     # Apps and sidecars authenticate each other with these when set.
     dapr_api_token: str | None = None
     app_api_token: str | None = None
+    # The API signs the orders it publishes with it, the placer checks (core/signing.py).
+    order_signing_key: str = field(default_factory=new_signing_key)
 
     def config_of(self, app_id: str) -> Path:
         if app_id == self.placer_app_id and self.placer_config is not None:
@@ -189,6 +197,7 @@ def start_app_process(
     """The app alone (its sidecar comes next, or is still running)."""
     app_env = {
         **os.environ,
+        "ORDER_SIGNING_KEY": options.order_signing_key,
         **options.app_env,
         **options.token_env(),
         "DAPR_HTTP_PORT": str(ports.dapr_http),

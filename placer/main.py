@@ -41,6 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.PLACER_CONCURRENCY,
         answer_deadline_seconds=settings.ORDER_TIMEOUT_SECONDS,
         retries_at_once=settings.PLACER_RETRIES_AT_ONCE,
+        signer=settings.order_signer(),
     )
     app.state.sidecar = sidecar
     callbacks = PlacerCallbacks(placer, release, settings.APP_API_TOKEN)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.repository import OrderRepository
 from core.sidecar import SidecarError
+from core.signing import OrderSigner
 from core.tracing import exception_attributes
 from placer import metrics
 from placer.breaker import CallResult
@@ -88,6 +89,7 @@ class Placer:
         void_grace_seconds: float = VOID_GRACE_SECONDS,
         gate: ExchangeGate | None = None,
         retries_at_once: int = 0,
+        signer: OrderSigner | None = None,
     ) -> None:
         self._orders = orders
         self._place_order = place_order
@@ -100,6 +102,8 @@ class Placer:
         self._gate = gate if gate is not None else ExchangeGate.from_settings()
         # Failed calls repeated within the delivery before it is answered RETRY.
         self._retries_at_once = retries_at_once
+        # Checks the API's signature on a delivered order (core/signing.py).
+        self._signer = signer
 
     async def place(self, event: dict[str, object]) -> Delivery:
         order = order_from_event(event)
@@ -108,7 +112,24 @@ class Placer:
         trace.get_current_span().set_attribute("order.id", order.id)
         with metrics.IN_FLIGHT.track_inprogress():
             async with self._gate.one_at_a_time(order.id):
+                if await self._claimed_as_published(event, order):
+                    return await self._place(order)
                 return await self._place_delivered(order)
+
+    async def _claimed_as_published(self, event: dict[str, object], order: Order) -> bool:
+        """Claims an order that the API signed, without reading it first: True when the claim
+        won, and the order is then placed as the event carries it. Sound because an order
+        with no decision yet is committed and unsettled: the outbox publishes an order only
+        once it is committed, or once the placer voided it (outbox_release.py), and an order is
+        settled only after its claim. False for an unsigned event or a claim that did not win
+        (a redelivery, a void): the store then says what to do."""
+        if self._signer is None or not self._signer.verified(event.get("data")):
+            return False
+        await self._wait_for_a_late_void(order)
+        if not await self._orders.claim(order.id):
+            return False
+        self._log_decision(order, Decision.PLACE)
+        return True
 
     async def _place_delivered(self, order: Order) -> Delivery:
         try:
@@ -138,13 +159,20 @@ class Placer:
 
     async def _claim(self, order: Order) -> Decision:
         """Claims the order for the exchange, unless the API voided it first."""
+        await self._wait_for_a_late_void(order)
+        decision = await self._orders.decide(order.id, Decision.PLACE)
+        self._log_decision(order, decision)
+        return decision
+
+    async def _wait_for_a_late_void(self, order: Order) -> None:
         if datetime.now(UTC) - order.created_at > self._answer_deadline:
             # Late: its client may have been answered 500 with the void still on its way.
             await anyio.sleep(self._void_grace_seconds)
-        decision = await self._orders.decide(order.id, Decision.PLACE)
+
+    @staticmethod
+    def _log_decision(order: Order, decision: Decision) -> None:
         fields = {"order_id": order.id, "outcome": f"decided_{decision.value}"}
         logger.info("order %s: decided %s", order.id, decision.value, extra=fields)
-        return decision
 
     async def _reject(self, order: Order) -> Delivery:
         """An order committed after its client was told it failed: it is never placed."""

@@ -51,6 +51,7 @@ PROFILES: dict[str, list[str]] = {
         *("--set", "placer.priorityClassName=orders-critical"),
         *("--set", "dapr.tokensSecret=orders-dapr-api-token"),
         *("--set", "dapr.appTokenSecret=orders-dapr-app-token"),
+        *("--set", "orderSigningKeySecret=orders-order-signing-key"),
         *("--set", "networkPolicy.egress.storeCIDRs={10.20.0.0/16}"),
         *("--set", "tracing.otlpEndpoint=otel-collector.monitoring:4318"),
         *("--set-json", f"networkPolicy.placer.extraEgress={json.dumps([EXCHANGE_EGRESS])}"),

@@ -161,7 +161,11 @@ def test_tokens_each_have_a_secret_of_their_own(default: list[dict[str, Any]]) -
     """Dapr's injector reads the key `token` of the Secret each annotation names: the API token
     and the app token need a Secret each."""
     secrets = {s["metadata"]["name"]: s for s in of_kind(default, "Secret")}
-    assert set(secrets) == {"order-service-dapr-tokens", "order-service-dapr-app-token"}
+    assert set(secrets) == {
+        "order-service-dapr-tokens",
+        "order-service-dapr-app-token",
+        "order-service-order-signing-key",
+    }
     for secret in secrets.values():
         assert set(secret["data"]) == {"token"}
         assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
@@ -181,6 +185,12 @@ def test_tokens_each_have_a_secret_of_their_own(default: list[dict[str, Any]]) -
     assert "APP_API_TOKEN" not in env_of(deployments["api"])
 
 
+def test_both_apps_share_the_key_of_the_orders_signatures(default: list[dict[str, Any]]) -> None:
+    key = {"name": "order-service-order-signing-key", "key": "token"}
+    for deployment in app_deployments(default).values():
+        assert env_of(deployment)["ORDER_SIGNING_KEY"]["valueFrom"]["secretKeyRef"] == key
+
+
 def test_token_secrets_of_ones_own_replace_the_generated_ones(
     managed: list[dict[str, Any]],
 ) -> None:
@@ -196,6 +206,8 @@ def test_token_secrets_of_ones_own_replace_the_generated_ones(
     for deployment in deployments.values():
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["dapr.io/api-token-secret"] == "orders-dapr-api-token"
+        signing_key = env_of(deployment)["ORDER_SIGNING_KEY"]["valueFrom"]["secretKeyRef"]
+        assert signing_key["name"] == "orders-order-signing-key"
 
 
 # The sidecars' configuration

@@ -7,10 +7,12 @@ import pytest
 
 from core.config import settings
 from core.repository import order_key
+from core.signing import OrderSigner
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import accepted_order, limit_order_body, market_order_body
 from tests.integration.stack_fixtures import RunningStack
 from tests.polling import wait_for
+from tests.telemetry import scrape, value
 
 PLACEMENT_DEADLINE_SECONDS = 30
 
@@ -47,6 +49,35 @@ def test_committed_order_is_in_the_store_and_reaches_the_exchange(
     events = healthy_stack.client.get(f"/orders/{created['id']}/events").json()
     assert [event["kind"] for event in events] == ["accepted", "placed"]
     assert events[0]["at"] == created["created_at"]
+
+
+def test_an_order_published_by_anyone_but_the_api_never_reaches_the_exchange(
+    healthy_stack: RunningStack,
+) -> None:
+    """The placer claims a signed order without reading it first; an order written to the
+    topic by anyone else (here through the placer's sidecar, which may publish), unsigned or
+    signed with another key, is read first, and dropped: the store does not hold it."""
+    unsigned = accepted_order().model_dump(mode="json")
+    signed_elsewhere = OrderSigner("not the key").signed(accepted_order().model_dump(mode="json"))
+    placer = healthy_stack.stack.placer
+    invalid = "orders_placement_attempts_total"
+    dropped_before = value(scrape(placer.metrics_url), invalid, outcome="invalid")
+    for order in (unsigned, signed_elsewhere):
+        response = httpx.post(
+            f"{placer.dapr_url}/v1.0/publish/{settings.PUBSUB}/{settings.ORDERS_TOPIC}",
+            json=order, headers={"dapr-api-token": healthy_stack.options.dapr_api_token or ""},
+            timeout=10,
+        )  # fmt: skip
+        assert response.status_code == httpx.codes.NO_CONTENT
+
+    def both_dropped() -> bool:
+        dropped = value(scrape(placer.metrics_url), invalid, outcome="invalid")
+        return dropped - dropped_before >= 2
+
+    wait_for(both_dropped, what="forged orders dropped", timeout_seconds=PLACEMENT_DEADLINE_SECONDS)
+    submissions = ExchangeLedger(healthy_stack.ledger_path).submissions()
+    assert unsigned["id"] not in submissions and signed_elsewhere["id"] not in submissions
+    assert healthy_stack.stores.stored_order(unsigned["id"]) is None
 
 
 def test_every_order_of_a_batch_is_placed_once(healthy_stack: RunningStack) -> None:

@@ -43,6 +43,7 @@ class MemorySidecar:
     def __init__(self) -> None:
         self.stores: dict[str, dict[str, Entry]] = defaultdict(dict)
         self.published: list[tuple[str, str, Any]] = []  # (pubsub, topic, data)
+        self.projections: list[Any] = []  # what the outbox would publish for each commit
         self.calls: list[tuple[str, list[str]]] = []  # (method, the keys it named), in order
         self.ready = True
         self.failure: Exception | None = None  # every call raises it, having done nothing
@@ -141,8 +142,10 @@ class MemorySidecar:
         await self._enter("execute_transaction", [request["key"] for request in requests])
         if any(operation["operation"] != "upsert" for operation in operations):
             raise SidecarError("only upserts are faked")
-        stored = [r for r in requests if r.get("metadata", {}).get("outbox.projection") != "true"]
+        outbox = [r for r in requests if r.get("metadata", {}).get("outbox.projection") == "true"]
+        stored = [r for r in requests if r not in outbox]
         self._apply(store, [_write_of(request) for request in stored])
+        self.projections += [request["value"] for request in outbox]
         self._answer("execute_transaction")
 
     async def delete_state(self, store: str, key: str) -> None:

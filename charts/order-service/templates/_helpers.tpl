@@ -91,6 +91,11 @@ differ. */}}
 {{- default (printf "%s-dapr-app-token" (include "order-service.fullname" .)) .Values.dapr.appTokenSecret }}
 {{- end }}
 
+{{/* The Secret whose key `token` signs the orders the API publishes (API -> placer). */}}
+{{- define "order-service.orderSigningKeySecret" -}}
+{{- default (printf "%s-order-signing-key" (include "order-service.fullname" .)) .Values.orderSigningKeySecret }}
+{{- end }}
+
 {{/* The image of one app ("api" or "placer"): image.<app> when set, else built from the
 repository and pinned by image.digest.<app> when set, else by the tag. */}}
 {{- define "order-service.image" -}}
@@ -141,6 +146,11 @@ repository and pinned by image.digest.<app> when set, else by the tag. */}}
   valueFrom:
     secretKeyRef:
       name: {{ include "order-service.tokensSecret" . }}
+      key: token
+- name: ORDER_SIGNING_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "order-service.orderSigningKeySecret" . }}
       key: token
 {{- end }}
 

@@ -7,8 +7,9 @@ import asyncio
 
 import pytest
 
-from core.domain import Decision, OrderEvent, OrderEventKind, OrderStatus
+from core.domain import Decision, Order, OrderEvent, OrderEventKind, OrderStatus
 from core.repository import OrderRepository, decision_key, events_key, idempotency_key, order_key
+from core.signing import SIGNATURE_FIELD, OrderSigner
 from tests.factories import accepted_order
 from tests.unit.fakes import (
     STORE,
@@ -28,6 +29,30 @@ async def test_a_created_order_is_stored_without_its_outbox_projection(
     await orders.create(order)
     assert await orders.get(order.id) == order
     assert list(sidecar.stores[STORE]) == [order_key(order.id)]
+
+
+async def test_with_a_signer_the_published_order_is_signed_and_the_stored_one_is_not(
+    sidecar: MemorySidecar,
+) -> None:
+    order, signer = accepted_order(), OrderSigner("a shared key")
+    await OrderRepository(sidecar, STORE, signer).create(order)
+    [published] = sidecar.projections
+    assert signer.verified(published)
+    assert Order.model_validate(published) == order
+    assert SIGNATURE_FIELD not in sidecar.value(order_key(order.id))
+
+
+async def test_a_claim_wins_once_and_never_over_a_void(
+    sidecar: MemorySidecar, orders: OrderRepository
+) -> None:
+    claimed, voided, unwritable = accepted_order(), accepted_order(), accepted_order()
+    assert await orders.claim(claimed.id)
+    assert not await orders.claim(claimed.id)
+    decide(sidecar, voided.id, Decision.VOID)
+    assert not await orders.claim(voided.id)
+    assert decision_of(sidecar, voided.id) is Decision.VOID
+    sidecar.unwritable = {decision_key(unwritable.id)}
+    assert not await orders.claim(unwritable.id)  # the placer then reads what holds
 
 
 async def test_the_first_decision_holds(sidecar: MemorySidecar, orders: OrderRepository) -> None:

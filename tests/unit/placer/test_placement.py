@@ -14,6 +14,7 @@ from opentelemetry.trace import StatusCode
 from core.domain import Decision, Order, OrderEventKind, OrderStatus
 from core.repository import DEAD_LETTER_INDEX_KEY, outcome_key
 from core.sidecar import SidecarError
+from core.signing import OrderSigner
 from placer import placement
 from placer.placement import DEAD_LETTER_REASON, Delivery, Placer
 from placer.stock_exchange import OrderPlacementError, OrderRefusedError
@@ -72,6 +73,14 @@ def event_for(order: Order) -> dict[str, Any]:
 ANSWER_DEADLINE_SECONDS = 3.0
 
 
+SIGNER = OrderSigner("the key both apps share")
+
+
+def signed_event_for(order: Order, signer: OrderSigner = SIGNER) -> dict[str, Any]:
+    """The event as the API publishes it with a signing key."""
+    return {"id": "outbox-1", "data": signer.signed(order.model_dump(mode="json"))}
+
+
 def placer(
     sidecar: MemorySidecar,
     exchange: FakeExchange,
@@ -85,6 +94,7 @@ def placer(
         answer_deadline_seconds=ANSWER_DEADLINE_SECONDS,
         void_grace_seconds=grace_seconds,
         retries_at_once=retries_at_once,
+        signer=SIGNER,
     )
 
 
@@ -106,13 +116,75 @@ async def test_accepted_order_is_placed_and_marked_placed() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_placement_takes_three_calls_to_the_store() -> None:
+async def test_an_unsigned_order_takes_three_calls_to_the_store() -> None:
     order = accepted_order()
     sidecar = holding(order)
     assert await placer(sidecar, FakeExchange()).place(event_for(order)) is Delivery.SUCCESS
     # Read the order and its decision; claim it; its status with its event.
     calls = [method for method, _ in sidecar.calls]
     assert calls == ["get_bulk_state", "save_state", "execute_transaction"]
+
+
+@pytest.mark.anyio
+async def test_a_signed_order_is_claimed_and_placed_without_a_read() -> None:
+    order = accepted_order()
+    sidecar, exchange = holding(order), FakeExchange()
+    assert await placer(sidecar, exchange).place(signed_event_for(order)) is Delivery.SUCCESS
+    # Claim it; its status with its event.
+    assert [method for method, _ in sidecar.calls] == ["save_state", "execute_transaction"]
+    assert exchange.calls == [order.id]
+    assert as_stored(sidecar, order).status is OrderStatus.PLACED
+    assert await recorded(sidecar, order) == [OrderEventKind.PLACED]
+
+
+@pytest.mark.anyio
+async def test_a_signed_redelivery_of_a_placed_order_does_not_reach_the_exchange() -> None:
+    order = accepted_order()
+    sidecar, exchange = holding(order), FakeExchange()
+    for _ in range(2):
+        assert await placer(sidecar, exchange).place(signed_event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id]  # the second claim lost: the store said "placed"
+
+
+@pytest.mark.anyio
+async def test_a_signed_order_that_lost_its_claim_to_a_void_is_rejected() -> None:
+    order = accepted_order()
+    sidecar, exchange = holding(order), FakeExchange()
+    decide(sidecar, order.id, Decision.VOID)
+    assert await placer(sidecar, exchange).place(signed_event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == []
+    assert as_stored(sidecar, order).status is OrderStatus.REJECTED
+
+
+@pytest.mark.anyio
+async def test_a_late_signed_order_waits_for_a_void_before_its_claim() -> None:
+    order = late_order()
+    sidecar, exchange = holding(order), FakeExchange()
+    delivery = asyncio.create_task(placer(sidecar, exchange).place(signed_event_for(order)))
+    await asyncio.sleep(0.05)
+    assert not delivery.done()
+    decide(sidecar, order.id, Decision.VOID)
+    assert await delivery is Delivery.SUCCESS
+    assert exchange.calls == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "event",
+    [
+        signed_event_for(accepted_order(), OrderSigner("another key")),
+        {"id": "e", "data": {**signed_event_for(accepted_order())["data"], "quantity": 99}},
+        event_for(accepted_order()),
+    ],
+    ids=["another key", "changed after signing", "unsigned"],
+)
+async def test_an_order_not_signed_by_the_api_is_read_and_dropped_when_not_stored(
+    event: dict[str, Any],
+) -> None:
+    sidecar, exchange = MemorySidecar(), FakeExchange()
+    assert await placer(sidecar, exchange).place(event) is Delivery.DROP
+    assert exchange.calls == []
+    assert sidecar.calls_to("save_state") == []  # not even claimed
 
 
 @pytest.mark.anyio
