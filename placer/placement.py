@@ -121,11 +121,13 @@ class Placer:
         won, and the order is then placed as the event carries it. Sound because an order
         with no decision yet is committed and unsettled: the outbox publishes an order only
         once it is committed, or once the placer voided it (outbox_release.py), and an order is
-        settled only after its claim. False for an unsigned event or a claim that did not win
-        (a redelivery, a void): the store then says what to do."""
-        if self._signer is None or not self._signer.verified(event.get("data")):
+        settled only after its claim. False for an unsigned event, a late order (most likely a
+        redelivery, already claimed, which must not wait for a void) or a claim that did not
+        win (a redelivery, a void): the store then says what to do."""
+        if self._signer is None or self._late(order):
             return False
-        await self._wait_for_a_late_void(order)
+        if not self._signer.verified(event.get("data")):
+            return False
         if not await self._orders.claim(order.id):
             return False
         self._log_decision(order, Decision.PLACE)
@@ -159,15 +161,16 @@ class Placer:
 
     async def _claim(self, order: Order) -> Decision:
         """Claims the order for the exchange, unless the API voided it first."""
-        await self._wait_for_a_late_void(order)
+        if self._late(order):
+            # Its client may have been answered 500 with the void still on its way.
+            await anyio.sleep(self._void_grace_seconds)
         decision = await self._orders.decide(order.id, Decision.PLACE)
         self._log_decision(order, decision)
         return decision
 
-    async def _wait_for_a_late_void(self, order: Order) -> None:
-        if datetime.now(UTC) - order.created_at > self._answer_deadline:
-            # Late: its client may have been answered 500 with the void still on its way.
-            await anyio.sleep(self._void_grace_seconds)
+    def _late(self, order: Order) -> bool:
+        """Older than the API's deadline: its client may have got a 500."""
+        return datetime.now(UTC) - order.created_at > self._answer_deadline
 
     @staticmethod
     def _log_decision(order: Order, decision: Decision) -> None:

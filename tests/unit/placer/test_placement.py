@@ -157,6 +157,16 @@ async def test_a_signed_order_that_lost_its_claim_to_a_void_is_rejected() -> Non
 
 
 @pytest.mark.anyio
+async def test_a_late_signed_redelivery_of_a_claimed_order_is_placed_without_waiting() -> None:
+    order = late_order()
+    sidecar, exchange = holding(order), FakeExchange()
+    decide(sidecar, order.id, Decision.PLACE)  # claimed by an earlier delivery
+    slow_grace = placer(sidecar, exchange, grace_seconds=3600)
+    assert await slow_grace.place(signed_event_for(order)) is Delivery.SUCCESS
+    assert exchange.calls == [order.id]
+
+
+@pytest.mark.anyio
 async def test_a_late_signed_order_waits_for_a_void_before_its_claim() -> None:
     order = late_order()
     sidecar, exchange = holding(order), FakeExchange()
