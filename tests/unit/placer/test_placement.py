@@ -2,6 +2,7 @@
 memory, and a fake exchange."""
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -81,6 +82,12 @@ def signed_event_for(order: Order, signer: OrderSigner = SIGNER) -> dict[str, An
     return {"id": "outbox-1", "data": signer.signed(order.model_dump(mode="json"))}
 
 
+# What the store holds decides, whether the event is signed or not.
+EVENTS = pytest.mark.parametrize(
+    "event_of", [event_for, signed_event_for], ids=["unsigned", "signed"]
+)
+
+
 def placer(
     sidecar: MemorySidecar,
     exchange: FakeExchange,
@@ -144,38 +151,6 @@ async def test_a_signed_redelivery_of_a_placed_order_does_not_reach_the_exchange
     for _ in range(2):
         assert await placer(sidecar, exchange).place(signed_event_for(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id]  # the second claim lost: the store said "placed"
-
-
-@pytest.mark.anyio
-async def test_a_signed_order_that_lost_its_claim_to_a_void_is_rejected() -> None:
-    order = accepted_order()
-    sidecar, exchange = holding(order), FakeExchange()
-    decide(sidecar, order.id, Decision.VOID)
-    assert await placer(sidecar, exchange).place(signed_event_for(order)) is Delivery.SUCCESS
-    assert exchange.calls == []
-    assert as_stored(sidecar, order).status is OrderStatus.REJECTED
-
-
-@pytest.mark.anyio
-async def test_a_late_signed_redelivery_of_a_claimed_order_is_placed_without_waiting() -> None:
-    order = late_order()
-    sidecar, exchange = holding(order), FakeExchange()
-    decide(sidecar, order.id, Decision.PLACE)  # claimed by an earlier delivery
-    slow_grace = placer(sidecar, exchange, grace_seconds=3600)
-    assert await slow_grace.place(signed_event_for(order)) is Delivery.SUCCESS
-    assert exchange.calls == [order.id]
-
-
-@pytest.mark.anyio
-async def test_a_late_signed_order_waits_for_a_void_before_its_claim() -> None:
-    order = late_order()
-    sidecar, exchange = holding(order), FakeExchange()
-    delivery = asyncio.create_task(placer(sidecar, exchange).place(signed_event_for(order)))
-    await asyncio.sleep(0.05)
-    assert not delivery.done()
-    decide(sidecar, order.id, Decision.VOID)
-    assert await delivery is Delivery.SUCCESS
-    assert exchange.calls == []
 
 
 @pytest.mark.anyio
@@ -333,26 +308,32 @@ async def test_dead_letter_of_a_placed_order_changes_nothing() -> None:
 
 
 @pytest.mark.anyio
-async def test_voided_order_is_rejected_and_never_reaches_the_exchange() -> None:
+@EVENTS
+async def test_voided_order_is_rejected_and_never_reaches_the_exchange(
+    event_of: Callable[[Order], dict[str, Any]],
+) -> None:
     order = accepted_order()
     sidecar, exchange = holding(order), FakeExchange()
     decide(sidecar, order.id, Decision.VOID)
-    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
+    assert await placer(sidecar, exchange).place(event_of(order)) is Delivery.SUCCESS
     assert exchange.calls == []
     assert as_stored(sidecar, order).status is OrderStatus.REJECTED
     assert await recorded(sidecar, order) == [OrderEventKind.REJECTED]
     # A redelivery changes nothing, and a dead letter does not make it re-drivable.
-    assert await placer(sidecar, exchange).place(event_for(order)) is Delivery.SUCCESS
-    assert await placer(sidecar, exchange).dead_letter(event_for(order)) is Delivery.SUCCESS
+    assert await placer(sidecar, exchange).place(event_of(order)) is Delivery.SUCCESS
+    assert await placer(sidecar, exchange).dead_letter(event_of(order)) is Delivery.SUCCESS
     assert dead_lettered(sidecar) == []
     assert exchange.calls == []
 
 
 @pytest.mark.anyio
-async def test_late_order_voided_during_the_grace_period_is_rejected() -> None:
+@EVENTS
+async def test_late_order_voided_during_the_grace_period_is_rejected(
+    event_of: Callable[[Order], dict[str, Any]],
+) -> None:
     order = late_order()
     sidecar, exchange = holding(order), FakeExchange()
-    delivery = asyncio.create_task(placer(sidecar, exchange).place(event_for(order)))
+    delivery = asyncio.create_task(placer(sidecar, exchange).place(event_of(order)))
     await asyncio.sleep(0.05)  # the API's background void lands while the placer waits
     assert not delivery.done()
     decide(sidecar, order.id, Decision.VOID)
@@ -371,13 +352,16 @@ async def test_late_order_is_placed_after_the_grace_period_without_a_void() -> N
 
 
 @pytest.mark.anyio
-async def test_claimed_order_is_placed_on_redelivery_without_waiting_again() -> None:
+@EVENTS
+async def test_claimed_order_is_placed_on_redelivery_without_waiting_again(
+    event_of: Callable[[Order], dict[str, Any]],
+) -> None:
     order = late_order()
     sidecar, exchange = holding(order), FakeExchange()
     decide(sidecar, order.id, Decision.PLACE)  # claimed by an earlier delivery
     # A grace period this long would time the test out: a claimed order must not wait.
     slow_grace = placer(sidecar, exchange, grace_seconds=3600)
-    assert await slow_grace.place(event_for(order)) is Delivery.SUCCESS
+    assert await slow_grace.place(event_of(order)) is Delivery.SUCCESS
     assert exchange.calls == [order.id]
 
 
