@@ -147,6 +147,28 @@ def test_components_are_scoped_to_the_apps_that_use_them(
     }
 
 
+def test_redis_pubsubs_check_for_redeliveries_in_milliseconds(
+    manifests: list[dict[str, Any]],
+) -> None:
+    """The runtime reads redeliverInterval only as milliseconds (docs/runtime-defects.md, 6)."""
+    intervals = {
+        component["metadata"]["name"]: item["value"]
+        for component in of_kind(manifests, "Component")
+        if component["spec"]["type"] == "pubsub.redis"
+        for item in component["spec"]["metadata"]
+        if item["name"] == "redeliverInterval"
+    }
+    assert intervals == {
+        "order-service-orderpubsub": "15000",
+        "order-service-outboxpubsub": "15000",
+    }
+    seconds = render("--set", "pubsub.redeliverIntervalSeconds=2")
+    [orders] = [
+        c for c in of_kind(seconds, "Component") if c["metadata"]["name"].endswith("-orderpubsub")
+    ]
+    assert {"name": "redeliverInterval", "value": "2000"} in orders["spec"]["metadata"]
+
+
 def test_a_held_delivery_ends_by_the_orders_age_before_its_attempt_times_out(
     manifests: list[dict[str, Any]],
 ) -> None:
@@ -187,6 +209,9 @@ def test_a_held_delivery_ends_by_the_orders_age_before_its_attempt_times_out(
         ("networkPolicy: {egress: {enabled: true, storeCIDRs: [db]}}", "/networkPolicy/egress"),
         ("networkPolicy: {extraEgress: []}", "/networkPolicy"),  # extra rules go per app
         ("dapr: {metricsPort: 0}", "/dapr/metricsPort"),
+        # The duration form the runtime would silently drop (docs/runtime-defects.md, 6).
+        ("pubsub: {redeliverInterval: 30s}", "/pubsub"),
+        ("pubsub: {redeliverIntervalSeconds: 0}", "/pubsub/redeliverIntervalSeconds"),
     ],
 )
 def test_values_schema_rejects_bad_values(tmp_path: Path, values: str, message: str) -> None:

@@ -74,7 +74,7 @@ LEAD_ORDERS = 30
 STEP_SECONDS = 240  # for those orders, a replaced API pod's start included
 POD_SECONDS = 300  # for pods to be replaced, rolled or gone
 # A delivery cut by a killed placer is redelivered after pubsub.processingTimeout (180 s) and
-# the next redeliverInterval check (30 s); then it is placed in seconds.
+# the next redeliverInterval check (15 s); then it is placed in seconds.
 PLACED_WITHIN_SECONDS = 360
 HELM_SECONDS = 600
 

@@ -50,7 +50,7 @@ def fault_components(target: Path) -> Path:
         if item["name"] == "processingTimeout":
             item["value"] = "20s"
         if item["name"] == "redeliverInterval":
-            item["value"] = "5s"
+            item["value"] = "5000"  # milliseconds (docs/runtime-defects.md, defect 6)
     pubsub_path.write_text(yaml.safe_dump(pubsub))
     resiliency_path = target / "common" / "resiliency.yaml"
     placement, *others = yaml.safe_load_all(resiliency_path.read_text())

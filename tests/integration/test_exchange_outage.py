@@ -85,7 +85,7 @@ def quick_redelivery(components: Path) -> Path:
     pubsub = yaml.safe_load(pubsub_path.read_text())
     for item in pubsub["spec"]["metadata"]:
         if item["name"] in ("processingTimeout", "redeliverInterval"):
-            item["value"] = {"processingTimeout": "4s", "redeliverInterval": "1s"}[item["name"]]
+            item["value"] = {"processingTimeout": "4s", "redeliverInterval": "1000"}[item["name"]]
     pubsub_path.write_text(yaml.safe_dump(pubsub))
     return components
 
