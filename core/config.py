@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     STREAMS_REDIS_TLS: bool = False
     STREAM_TRIM_INTERVAL_SECONDS: Annotated[float, Field(ge=0)] = 10.0
     STREAM_TRIM_TIMEOUT_SECONDS: Annotated[float, Field(gt=0)] = 5.0
+    # On the same Redis, every STRANDED_CHECK_INTERVAL_SECONDS (0: never), the placer hands back
+    # for redelivery the orders a stopping sidecar read and never delivered: pending that many
+    # STRANDED_AFTER_SECONDS and claimed by no placer (placer/handback.py). Without it they wait
+    # out the pub/sub's processingTimeout (180 s).
+    STRANDED_CHECK_INTERVAL_SECONDS: Annotated[float, Field(ge=0)] = 10.0
+    STRANDED_AFTER_SECONDS: Annotated[float, Field(gt=0)] = 30.0
 
     # A down exchange (placer/holding.py). After PLACER_BREAKER_FAILURES failed exchange calls in
     # a row (failed, timed out or unreachable; an order the exchange refused does not count) the

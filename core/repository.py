@@ -134,6 +134,12 @@ class OrderRepository:
         held = await self._sidecar.get_bulk_state(self._store, list(keys.values()))
         return {i: None if key not in held else Decision(held[key]) for i, key in keys.items()}
 
+    async def undecided(self, order_ids: list[str]) -> set[str]:
+        """The orders among these that no placer claimed and nobody voided, in one call."""
+        keys = {order_id: decision_key(order_id) for order_id in order_ids}
+        held = await self._sidecar.get_bulk_state(self._store, list(keys.values())) if keys else {}
+        return {order_id for order_id, key in keys.items() if key not in held}
+
     async def lift_void(self, order_id: str) -> None:
         """Forgets a void, so that a new commit of the same order is placed. A claim stays."""
         if await self._decision(order_id) is Decision.VOID:

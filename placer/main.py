@@ -16,10 +16,11 @@ from core.sidecar import DaprSidecar
 from core.tracing import configure_tracing
 from placer.callbacks import STOP_GRACE_SECONDS, PlacerCallbacks, start_server
 from placer.exchange_client import ExchangeClient
+from placer.handback import StrandedHandback
 from placer.outbox_release import OutboxRelease
 from placer.placement import Placer
 from placer.stock_exchange import place_order
-from placer.stream_trim import stream_trimmer
+from placer.stream_trim import StreamTrimmer, redis_client, stream_trimmer
 
 SERVICE_NAME = "order-placer"
 
@@ -46,20 +47,40 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.sidecar = sidecar
     callbacks = PlacerCallbacks(placer, release, settings.APP_API_TOKEN)
     server = await start_server(callbacks, settings.PLACER_HOST, settings.PLACER_GRPC_PORT)
-    trimmer = stream_trimmer(settings)
-    trimming = None
-    if trimmer is not None:
-        trimming = asyncio.create_task(trimmer.run(settings.STREAM_TRIM_INTERVAL_SECONDS))
+    # The upkeep of the streams on their Redis, each its own loop: trimming, and the hand-back.
+    upkeep: list[tuple[StreamTrimmer | StrandedHandback, asyncio.Task[None]]] = []
+    if (trimmer := stream_trimmer(settings)) is not None:
+        job = trimmer.run(settings.STREAM_TRIM_INTERVAL_SECONDS)
+        upkeep.append((trimmer, asyncio.create_task(job)))
+    if (handback := stranded_handback(orders, placer)) is not None:
+        job = handback.run(settings.STRANDED_CHECK_INTERVAL_SECONDS)
+        upkeep.append((handback, asyncio.create_task(job)))
     yield
-    if trimmer is not None and trimming is not None:
-        trimming.cancel()
-        await asyncio.gather(trimming, return_exceptions=True)
-        await trimmer.aclose()
+    for _, task in upkeep:
+        task.cancel()
+    await asyncio.gather(*(task for _, task in upkeep), return_exceptions=True)
+    for worker, _ in upkeep:
+        await worker.aclose()
     await server.stop(STOP_GRACE_SECONDS)
     if exchange is not None:
         await exchange.aclose()
     await sidecar.aclose()
     app.state.tracer_provider.shutdown()  # exports the last spans
+
+
+def stranded_handback(orders: OrderRepository, placer: Placer) -> StrandedHandback | None:
+    """The hand-back of stranded deliveries on the streams' Redis; None when it is off (no
+    STREAMS_REDIS_HOST, or an interval of 0)."""
+    if settings.STREAMS_REDIS_HOST is None or not settings.STRANDED_CHECK_INTERVAL_SECONDS:
+        return None
+    return StrandedHandback(
+        redis_client(settings.STREAMS_REDIS_HOST, settings),
+        orders,
+        settings.ORDERS_TOPIC,
+        after_seconds=settings.STRANDED_AFTER_SECONDS,
+        timeout_seconds=settings.STREAM_TRIM_TIMEOUT_SECONDS,
+        paused=lambda: placer.exchange_down,
+    )
 
 
 def exchange_client() -> ExchangeClient | None:

@@ -54,6 +54,16 @@ STREAM_ENTRIES = Gauge(
     "Entries in the stream after the last trim: from the oldest one a consumer group still needs",
     ["stream"],
 )
+# Orders stranded by a stopping sidecar, handed back for redelivery (placer/handback.py).
+HANDBACK_ROUNDS = Counter(
+    "orders_stranded_check_rounds",
+    "Looks for stranded deliveries, by outcome (done, failed, paused: the exchange is down)",
+    ["outcome"],
+)
+HANDED_BACK = Counter(
+    "orders_stranded_handed_back",
+    "Deliveries a stopping sidecar read and never delivered, handed back for redelivery",
+)
 # A down exchange (placer/holding.py): the breaker's state, deliveries held until it is back.
 EXCHANGE_BREAKER_STATE = Gauge(
     "orders_exchange_breaker_state",

@@ -105,6 +105,11 @@ class Placer:
         # Checks the API's signature on a delivered order (core/signing.py).
         self._signer = signer
 
+    @property
+    def exchange_down(self) -> bool:
+        """Whether the placer holds its deliveries, the exchange being down as a whole."""
+        return self._gate.exchange_down
+
     async def place(self, event: dict[str, object]) -> Delivery:
         order = order_from_event(event)
         if order is None:

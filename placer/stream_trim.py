@@ -51,7 +51,7 @@ class StreamTrimmer:
         for stream in self._streams:
             async with asyncio.timeout(self._timeout_seconds):
                 trimmed, length, kept_from = await self._script(keys=[stream])
-            trims.append(Trim(stream, int(trimmed), int(length), _text(kept_from)))
+            trims.append(Trim(stream, int(trimmed), int(length), as_text(kept_from)))
         return trims
 
     async def run(self, interval_seconds: float) -> None:
@@ -86,7 +86,7 @@ class StreamTrimmer:
         await self._client.aclose()
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 

@@ -156,7 +156,7 @@ repository and pinned by image.digest.<app> when set, else by the tag. */}}
 
 {{/* The placer's trimming of the topics' Redis streams (streamTrim): Redis as the sidecars
 reach it, from the same Secret. */}}
-{{- define "order-service.streamTrimEnv" -}}
+{{- define "order-service.streamsEnv" -}}
 {{- if .Values.streamTrim.enabled }}
 - name: STREAMS_REDIS_HOST
   valueFrom:
@@ -181,6 +181,10 @@ reach it, from the same Secret. */}}
   value: {{ .Values.streamTrim.intervalSeconds | quote }}
 - name: STREAM_TRIM_TIMEOUT_SECONDS
   value: {{ .Values.streamTrim.timeoutSeconds | quote }}
+- name: STRANDED_CHECK_INTERVAL_SECONDS
+  value: {{ .Values.strandedHandback.checkIntervalSeconds | quote }}
+- name: STRANDED_AFTER_SECONDS
+  value: {{ .Values.strandedHandback.afterSeconds | quote }}
 {{- end }}
 {{- end }}
 
