@@ -1,5 +1,6 @@
-"""The placers trim the topics' Redis streams (`streamTrim`): they reach the Redis the pub/sub
-components use, from the same Secret, as settings the placer accepts."""
+"""The placers trim the topics' Redis streams (`streamTrim`) and hand back stranded deliveries
+(`strandedHandback`): they reach the Redis the pub/sub components use, from the same Secret, as
+settings the placer accepts."""
 
 from typing import Any
 
@@ -63,9 +64,26 @@ def test_the_interval_and_the_deadline_are_values() -> None:
     assert env["STREAM_TRIM_TIMEOUT_SECONDS"]["value"] == "1"
 
 
+def test_the_hand_back_of_stranded_deliveries_comes_with_the_trimming() -> None:
+    default = {
+        name: item["value"]
+        for name, item in container_env(render(), "placer").items()
+        if name.startswith("STRANDED_")
+    }
+    settings = Settings(_env_file=None, **default)
+    assert (settings.STRANDED_CHECK_INTERVAL_SECONDS, settings.STRANDED_AFTER_SECONDS) == (10, 30)
+    manifests = render(
+        "--set-json", "strandedHandback.checkIntervalSeconds=0",
+        "--set-json", "strandedHandback.afterSeconds=45",
+    )  # fmt: skip
+    env = container_env(manifests, "placer")
+    assert env["STRANDED_CHECK_INTERVAL_SECONDS"]["value"] == "0"  # off
+    assert env["STRANDED_AFTER_SECONDS"]["value"] == "45"
+
+
 def test_off_the_placer_gets_no_redis_connection() -> None:
     env = container_env(render("--set", "streamTrim.enabled=false"), "placer")
-    assert not any(name.startswith("STREAM") for name in env)
+    assert not any(name.startswith(("STREAM", "STRANDED")) for name in env)
 
 
 def test_the_placers_policy_lets_it_reach_redis() -> None:
