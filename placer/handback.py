@@ -21,7 +21,6 @@ sidecars by design, and nothing is handed back.
 import asyncio
 import json
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -31,7 +30,7 @@ from redis.exceptions import RedisError
 from core.repository import OrderRepository
 from core.sidecar import SidecarError
 from placer import metrics
-from placer.stream_trim import as_text
+from placer.stream_trim import as_text, every
 
 logger = logging.getLogger(__name__)
 
@@ -114,11 +113,8 @@ class StrandedHandback:
         return orders
 
     async def run(self, interval_seconds: float) -> None:
-        """Looks every `interval_seconds` until cancelled, from a random point of the first."""
-        await asyncio.sleep(random.uniform(0, interval_seconds))  # noqa: S311 (not a secret)
-        while True:
-            await self._round()
-            await asyncio.sleep(interval_seconds)
+        """Looks every `interval_seconds` until cancelled; a failed look waits for the next."""
+        await every(interval_seconds, self._round)
 
     async def _round(self) -> None:
         if self._paused():

@@ -15,7 +15,7 @@ topic, and a consumer group after the subscriber's app id).
 import asyncio
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,13 +55,8 @@ class StreamTrimmer:
         return trims
 
     async def run(self, interval_seconds: float) -> None:
-        """Trims every `interval_seconds` until cancelled; a failed round waits for the next.
-        The first round comes at a random point of the first interval, so that placers started
-        together do not trim together."""
-        await asyncio.sleep(random.uniform(0, interval_seconds))  # noqa: S311 (not a secret)
-        while True:
-            await self._round()
-            await asyncio.sleep(interval_seconds)
+        """Trims every `interval_seconds` until cancelled; a failed round waits for the next."""
+        await every(interval_seconds, self._round)
 
     async def _round(self) -> None:
         try:
@@ -84,6 +79,15 @@ class StreamTrimmer:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+async def every(interval_seconds: float, round_: Callable[[], Awaitable[None]]) -> None:
+    """Runs `round_` every `interval_seconds` until cancelled. The first round comes at a
+    random point of the first interval, so that placers started together do not run together."""
+    await asyncio.sleep(random.uniform(0, interval_seconds))  # noqa: S311 (not a secret)
+    while True:
+        await round_()
+        await asyncio.sleep(interval_seconds)
 
 
 def as_text(value: bytes | str) -> str:

@@ -162,6 +162,9 @@ def test_redis_pubsubs_check_for_redeliveries_in_milliseconds(
         "order-service-orderpubsub": "15000",
         "order-service-outboxpubsub": "15000",
     }
+
+
+def test_the_redelivery_check_is_given_in_seconds() -> None:
     seconds = render("--set", "pubsub.redeliverIntervalSeconds=2")
     [orders] = [
         c for c in of_kind(seconds, "Component") if c["metadata"]["name"].endswith("-orderpubsub")

@@ -30,7 +30,12 @@ from devstack.stack import (
 )
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body, market_order_body
-from tests.integration.stack_fixtures import Stores, local_stack_options, start_stores
+from tests.integration.stack_fixtures import (
+    Stores,
+    local_stack_options,
+    set_pubsub_metadata,
+    start_stores,
+)
 
 PLACEMENT_FAILED = {"message": "Internal server error while placing the order"}
 ORDER_TIMEOUT_SECONDS = 3.0
@@ -44,14 +49,7 @@ def fault_components(target: Path) -> Path:
     shipped (960 s): a delivery held while the exchange is down outlives the 20 s, and its
     message is delivered again meanwhile, as it is after 180 s in production."""
     shutil.copytree(COMPONENTS_DIR, target)
-    pubsub_path = target / "common" / "pubsub.yaml"
-    pubsub = yaml.safe_load(pubsub_path.read_text())
-    for item in pubsub["spec"]["metadata"]:
-        if item["name"] == "processingTimeout":
-            item["value"] = "20s"
-        if item["name"] == "redeliverInterval":
-            item["value"] = "5000"  # milliseconds (docs/runtime-defects.md, defect 6)
-    pubsub_path.write_text(yaml.safe_dump(pubsub))
+    set_pubsub_metadata(target, {"processingTimeout": "20s", "redeliverInterval": "5000"})
     resiliency_path = target / "common" / "resiliency.yaml"
     placement, *others = yaml.safe_load_all(resiliency_path.read_text())
     placement["spec"]["policies"]["retries"]["placementRetry"].update(

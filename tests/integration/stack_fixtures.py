@@ -103,6 +103,18 @@ def fast_retry_components(target: Path) -> Path:
     return target
 
 
+def set_pubsub_metadata(components: Path, values: dict[str, str]) -> Path:
+    """Sets metadata items of the orders pub/sub component in a copy of components/ (for
+    redeliverInterval, milliseconds: docs/runtime-defects.md, defect 6)."""
+    pubsub_path = components / "common" / "pubsub.yaml"
+    pubsub = yaml.safe_load(pubsub_path.read_text())
+    for item in pubsub["spec"]["metadata"]:
+        if item["name"] in values:
+            item["value"] = values[item["name"]]
+    pubsub_path.write_text(yaml.safe_dump(pubsub))
+    return components
+
+
 def local_stack_options(stores: Stores, components: Path, app_env: dict[str, str]) -> StackOptions:
     """Options of a test stack on `stores`, with fresh tokens between apps and sidecars."""
     placer_config = components / "config-placer.yaml"

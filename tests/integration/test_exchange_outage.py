@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import yaml
-
 from devstack.config import StateStoreKind
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body
-from tests.integration.stack_fixtures import RunningStack, fast_retry_components, running_stack
+from tests.integration.stack_fixtures import (
+    RunningStack,
+    fast_retry_components,
+    running_stack,
+    set_pubsub_metadata,
+)
 from tests.polling import wait_for
 from tests.telemetry import log_lines, scrape, value
 
@@ -81,13 +84,7 @@ def exchange_outage(tmp: Path, components: Path, **settings: str) -> Iterator[Ou
 def quick_redelivery(components: Path) -> Path:
     """Redelivers a message not acknowledged for 4 s, as a crashed placer's, while its first
     delivery is still held."""
-    pubsub_path = components / "common" / "pubsub.yaml"
-    pubsub = yaml.safe_load(pubsub_path.read_text())
-    for item in pubsub["spec"]["metadata"]:
-        if item["name"] in ("processingTimeout", "redeliverInterval"):
-            item["value"] = {"processingTimeout": "4s", "redeliverInterval": "1000"}[item["name"]]
-    pubsub_path.write_text(yaml.safe_dump(pubsub))
-    return components
+    return set_pubsub_metadata(components, {"processingTimeout": "4s", "redeliverInterval": "1000"})
 
 
 def test_orders_wait_out_an_outage_and_none_is_dead_lettered(tmp_path: Path) -> None:

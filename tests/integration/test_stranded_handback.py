@@ -13,14 +13,18 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import yaml
 
 from core.config import settings
 from devstack.config import StateStoreKind
 from devstack.stack import start_sidecar
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import limit_order_body
-from tests.integration.stack_fixtures import RunningStack, fast_retry_components, running_stack
+from tests.integration.stack_fixtures import (
+    RunningStack,
+    fast_retry_components,
+    running_stack,
+    set_pubsub_metadata,
+)
 from tests.polling import wait_for
 from tests.telemetry import scrape, value
 
@@ -37,13 +41,7 @@ PLACED_WITHIN_SECONDS = 60
 def quick_redelivery_check(components: Path) -> Path:
     """The shipped processingTimeout, with the sidecars looking for redeliveries every second
     instead of every 15 s, so that a handed-back entry comes back in a second or two."""
-    pubsub_path = components / "common" / "pubsub.yaml"
-    pubsub = yaml.safe_load(pubsub_path.read_text())
-    for item in pubsub["spec"]["metadata"]:
-        if item["name"] == "redeliverInterval":
-            item["value"] = "1000"
-    pubsub_path.write_text(yaml.safe_dump(pubsub))
-    return components
+    return set_pubsub_metadata(components, {"redeliverInterval": "1000"})
 
 
 @pytest.fixture
