@@ -28,7 +28,7 @@ class BenchSettings(BaseSettings):
     # tried for SUSTAINED_SECONDS on a fresh service. SUSTAINED_RATES: only these rates; else a
     # search from SUSTAINED_START_RATE (0: 0.8 of the placer's drain rate in the same run),
     # doubling or halving, then halving the interval, within [SUSTAINED_MIN_RATE,
-    # SUSTAINED_MAX_RATE], until the interval is within SUSTAINED_PRECISION (0.1: 10%) or
+    # SUSTAINED_MAX_RATE], until the interval is within SUSTAINED_PRECISION (0.05: 5%) or
     # SUSTAINED_MAX_POINTS rates were tried.
     SUSTAINED: bool = True
     SUSTAINED_SECONDS: int = Field(default=120, ge=1)
@@ -36,8 +36,8 @@ class BenchSettings(BaseSettings):
     SUSTAINED_START_RATE: int = Field(default=0, ge=0)
     SUSTAINED_MIN_RATE: int = Field(default=5, ge=1)
     SUSTAINED_MAX_RATE: int = Field(default=1000, ge=1)
-    SUSTAINED_PRECISION: float = Field(default=0.1, gt=0)
-    SUSTAINED_MAX_POINTS: int = Field(default=7, ge=1)
+    SUSTAINED_PRECISION: float = Field(default=0.05, gt=0)
+    SUSTAINED_MAX_POINTS: int = Field(default=8, ge=1)
     SUSTAINED_MAX_P99_MS: float = Field(default=3000, gt=0)
     # Where the floor and the naive peer find Redis (set by the benchmark for them).
     REDIS_URL: str = "redis://127.0.0.1:6379/0"
