@@ -15,5 +15,6 @@ if __name__ == "__main__":
             workers=1 if development else settings.API_WORKERS,
             reload_dirs=[PROJECT_ROOT / "app", PROJECT_ROOT / "core"] if development else [],
             access_log=development,
+            keep_alive_seconds=settings.API_KEEP_ALIVE_SECONDS,
         )
     )

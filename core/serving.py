@@ -20,6 +20,7 @@ class Server:
     # Restart on changes under these directories (development); empty: no reloading.
     reload_dirs: list[Path] = field(default_factory=list)
     access_log: bool = False
+    keep_alive_seconds: int = 5  # uvicorn's default
 
 
 def run(server: Server) -> None:
@@ -36,4 +37,5 @@ def run(server: Server) -> None:
             access_log=server.access_log,
             log_config=None,  # keep configure_logging's JSON lines
             proxy_headers=True,
+            timeout_keep_alive=server.keep_alive_seconds,
         )

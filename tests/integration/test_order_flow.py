@@ -1,5 +1,7 @@
 """An order through the real sidecar, on Redis and on PostgreSQL: stored, published, placed."""
 
+import socket
+import time
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ from tests.polling import wait_for
 from tests.telemetry import scrape, value
 
 PLACEMENT_DEADLINE_SECONDS = 30
+UVICORN_KEEP_ALIVE_SECONDS = 5  # its default idle timeout
 
 
 def order_status(stack: RunningStack, order_id: str, status: str) -> dict[str, Any] | None:
@@ -174,3 +177,19 @@ def test_invalid_order_is_422_and_nothing_is_stored(healthy_stack: RunningStack)
 
 def test_readiness_reports_a_ready_sidecar(healthy_stack: RunningStack) -> None:
     assert healthy_stack.client.get("/health/ready").json() == {"status": "ok"}
+
+
+def test_a_connection_reused_after_idle_seconds_is_answered(healthy_stack: RunningStack) -> None:
+    """A client's pool reuses a connection that sat idle longer than uvicorn's default
+    keep-alive (5 s): the API must not have closed it (a request sent as it closes is reset)."""
+    api = httpx.URL(healthy_stack.stack.api.url)
+    assert settings.API_KEEP_ALIVE_SECONDS > UVICORN_KEEP_ALIVE_SECONDS + 1
+    with socket.create_connection((api.host, api.port), timeout=10) as connection:
+        assert _get_live(connection).startswith(b"HTTP/1.1 200")
+        time.sleep(UVICORN_KEEP_ALIVE_SECONDS + 1)
+        assert _get_live(connection).startswith(b"HTTP/1.1 200")
+
+
+def _get_live(connection: socket.socket) -> bytes:
+    connection.sendall(b"GET /health/live HTTP/1.1\r\nHost: api\r\n\r\n")
+    return connection.recv(4096)
