@@ -50,9 +50,8 @@ class Settings(BaseSettings):
     API_WORKERS: Annotated[int, Field(ge=1)] = 2
     # How long the API keeps an idle keep-alive connection open: longer than the idle timeout of
     # whatever reuses connections to it (load balancers, proxies, client pools: 60 to 90 s by
-    # default), so that they close first. The side that closes first races a request sent on the
-    # closing connection, which its client sees as a reset: uvicorn's default of 5 s did so
-    # under load.
+    # default), so that they close first. When the API closes first, a request sent on the
+    # closing connection is reset, as under load with uvicorn's 5 s.
     API_KEEP_ALIVE_SECONDS: Annotated[int, Field(gt=0)] = 120
 
     # Upper bounds of the order contract, so absurd numbers are a 422 and not a failure later on.

@@ -9,6 +9,9 @@ from core import metrics
 from core.config import settings
 from core.logs import configure_logging
 
+# uvicorn's own idle timeout of keep-alive connections, for servers that set none.
+UVICORN_KEEP_ALIVE_SECONDS = 5
+
 
 @dataclass(frozen=True)
 class Server:
@@ -20,7 +23,7 @@ class Server:
     # Restart on changes under these directories (development); empty: no reloading.
     reload_dirs: list[Path] = field(default_factory=list)
     access_log: bool = False
-    keep_alive_seconds: int = 5  # uvicorn's default
+    keep_alive_seconds: int = UVICORN_KEEP_ALIVE_SECONDS
 
 
 def run(server: Server) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from core.config import settings
 from core.repository import order_key
+from core.serving import UVICORN_KEEP_ALIVE_SECONDS
 from core.signing import OrderSigner
 from placer.stock_exchange import ExchangeLedger
 from tests.factories import accepted_order, limit_order_body, market_order_body
@@ -17,7 +18,6 @@ from tests.polling import wait_for
 from tests.telemetry import scrape, value
 
 PLACEMENT_DEADLINE_SECONDS = 30
-UVICORN_KEEP_ALIVE_SECONDS = 5  # its default idle timeout
 
 
 def order_status(stack: RunningStack, order_id: str, status: str) -> dict[str, Any] | None:
